@@ -1,0 +1,253 @@
+"""Kernel pairs: `<op>_forward(...) -> (out, cache)` and `<op>_backward(dout, cache)`.
+
+Each backward sits directly under its forward and returns the gradients of the forward's
+inputs (and parameters) in the same order. Caches hold only what backward needs. Kernels
+take `xp` (numpy or cupy) from their inputs, keep the input dtype (float32 stays float32),
+and draw no random numbers themselves: a dropout mask comes in as an argument.
+
+Shapes: B batch, T sequence, H hidden, NH heads, HS head size, I intermediate, V vocab,
+N = any number of leading rows, D = the feature axis.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import erf, get_array_module, scatter_add
+
+# ----------------------------------------------------------------------------- Linear
+# y = x W^T + b, with W in PyTorch's (out, in) layout so checkpoints load without transposes.
+
+
+class LinearCache(NamedTuple):
+    x: object  # (..., in)
+    W: object  # (out, in)
+
+
+def linear_forward(x, W, b=None):
+    """x (..., in), W (out, in), b (out,) -> y (..., out)."""
+    y = x @ W.T  # (..., out)
+    if b is not None:
+        y += b
+    return y, LinearCache(x, W)
+
+
+def linear_backward(dout, cache: LinearCache):
+    """dout (..., out) -> dx (..., in), dW (out, in), db (out,)."""
+    x, W = cache
+    dx = dout @ W  # (..., in)
+    # Flatten the leading axes so dW is one 2-D matmul: sum over every row of x.
+    d2 = dout.reshape(-1, dout.shape[-1])  # (N, out)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+    dW = d2.T @ x2  # (out, in)
+    db = d2.sum(axis=0)  # (out,)
+    return dx, dW, db
+
+
+# -------------------------------------------------------------------------- Embedding
+
+
+class EmbeddingCache(NamedTuple):
+    ids: object  # (B, T) integer
+    num_embeddings: int
+
+
+def embedding_forward(ids, W):
+    """ids (B, T) integer, W (V, D) -> out (B, T, D) = W[ids]."""
+    return W[ids], EmbeddingCache(ids, W.shape[0])
+
+
+def embedding_backward(dout, cache: EmbeddingCache):
+    """dout (B, T, D) -> dW (V, D). Repeated ids must add up, hence scatter-add, not `dW[ids] +=`."""
+    ids, V = cache
+    xp = get_array_module(dout)
+    dW = xp.zeros((V, dout.shape[-1]), dtype=dout.dtype)  # (V, D)
+    scatter_add(dW, ids.reshape(-1), dout.reshape(-1, dout.shape[-1]))
+    return dW
+
+
+# -------------------------------------------------------------------------- LayerNorm
+# y = gamma * (x - mean) / sqrt(var + eps) + beta over the last axis, biased variance.
+
+
+class LayerNormCache(NamedTuple):
+    xhat: object  # (..., D) normalised input
+    rstd: object  # (..., 1) 1 / sqrt(var + eps)
+    gamma: object  # (D,)
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-12):
+    """x (..., D) -> y (..., D)."""
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    xc = x - mean  # (..., D)
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / (var + eps) ** 0.5  # (..., 1)
+    xhat = xc * rstd  # (..., D)
+    y = xhat * gamma + beta  # (..., D)
+    return y, LayerNormCache(xhat, rstd.astype(x.dtype, copy=False), gamma)
+
+
+def layernorm_backward(dout, cache: LayerNormCache):
+    """dout (..., D) -> dx (..., D), dgamma (D,), dbeta (D,).
+
+    With g = dout * gamma the gradient through the normalisation is
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    """
+    xhat, rstd, gamma = cache
+    D = xhat.shape[-1]
+    dbeta = dout.reshape(-1, D).sum(axis=0)  # (D,)
+    dgamma = (dout * xhat).reshape(-1, D).sum(axis=0)  # (D,)
+    g = dout * gamma  # (..., D)
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+# ------------------------------------------------------------------------------- GELU
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu_forward(x):
+    """Exact GELU: y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (BERT's `hidden_act="gelu"`)."""
+    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))  # (...) Phi(x)
+    return x * cdf, (x, cdf)
+
+
+def gelu_backward(dout, cache):
+    """dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
+    x, cdf = cache
+    xp = get_array_module(x)
+    pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+    return dout * (cdf + x * pdf)
+
+
+def gelu_tanh_forward(x):
+    """GELU, tanh form (`gelu_new`): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    xp = get_array_module(x)
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+def gelu_tanh_backward(dout, cache):
+    x, t = cache
+    du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)  # d(inner)/dx
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def relu_forward(x):
+    return x * (x > 0), x > 0
+
+
+def relu_backward(dout, cache):
+    return dout * cache
+
+
+def tanh_forward(x):
+    y = get_array_module(x).tanh(x)
+    return y, y
+
+
+def tanh_backward(dout, cache):
+    return dout * (1.0 - cache * cache)
+
+
+ACTIVATIONS = {
+    "gelu": (gelu_forward, gelu_backward),
+    "gelu_new": (gelu_tanh_forward, gelu_tanh_backward),
+    "relu": (relu_forward, relu_backward),
+}
+
+# ---------------------------------------------------------------------------- Softmax
+
+
+def softmax_forward(x):
+    """Softmax over the last axis, shifted by the row max for stability."""
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    y = e / e.sum(axis=-1, keepdims=True)
+    return y, y
+
+
+def softmax_backward(dout, y):
+    """dx = y * (dout - sum(dout * y)) (the Jacobian diag(y) - y y^T applied to dout)."""
+    return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
+
+
+def log_softmax(x):
+    xp = get_array_module(x)
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+
+
+# ---------------------------------------------------------------------------- Dropout
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p). Drawn from an explicit RNG."""
+    keep = rng.random(shape, dtype=dtype) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+def dropout_forward(x, mask):
+    """mask None means no dropout (eval mode or p = 0)."""
+    if mask is None:
+        return x, None
+    return x * mask, mask
+
+
+def dropout_backward(dout, mask):
+    return dout if mask is None else dout * mask
+
+
+# ------------------------------------------------------------------ Self-attention core
+# Scores S = Q K^T / sqrt(HS) + M, probabilities P = softmax(S), context C = dropout(P) V.
+# S is what TinyBERT distils, so forward returns it and backward accepts an extra dS.
+
+
+class AttentionCache(NamedTuple):
+    q: object  # (B, NH, T, HS)
+    k: object  # (B, NH, T, HS)
+    v: object  # (B, NH, T, HS)
+    probs: object  # (B, NH, T, T)
+    probs_dropped: object  # (B, NH, T, T)
+    mask: object  # dropout mask or None
+    scale: float
+
+
+def attention_forward(q, k, v, mask_add, dropout=None):
+    """q, k, v (B, NH, T, HS); mask_add (B, 1, 1, T) additive (0 or -10000) or None.
+
+    Returns context (B, NH, T, HS), scores (B, NH, T, T), cache.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q @ k.swapaxes(-1, -2)) * q.dtype.type(scale)  # (B, NH, T, T)
+    if mask_add is not None:
+        scores += mask_add
+    probs, _ = softmax_forward(scores)  # (B, NH, T, T)
+    probs_dropped, mask = dropout_forward(probs, dropout)  # (B, NH, T, T)
+    context = probs_dropped @ v  # (B, NH, T, HS)
+    return context, scores, AttentionCache(q, k, v, probs, probs_dropped, mask, scale)
+
+
+def attention_backward(dcontext, cache: AttentionCache, dscores_extra=None):
+    """dcontext (B, NH, T, HS) [+ dscores_extra (B, NH, T, T)] -> dq, dk, dv."""
+    q, k, v, probs, probs_dropped, mask, scale = cache
+    # context = probs_dropped @ v
+    dv = probs_dropped.swapaxes(-1, -2) @ dcontext  # (B, NH, T, HS)
+    dprobs_dropped = dcontext @ v.swapaxes(-1, -2)  # (B, NH, T, T)
+    # probs_dropped = dropout(probs)
+    dprobs = dropout_backward(dprobs_dropped, mask)
+    # probs = softmax(scores)
+    dscores = softmax_backward(dprobs, probs)  # (B, NH, T, T)
+    # scores is also an output: add the gradient a distillation loss put on it
+    if dscores_extra is not None:
+        dscores = dscores + dscores_extra
+    # scores = q k^T * scale + mask_add (the mask is a constant)
+    dscores = dscores * q.dtype.type(scale)
+    dq = dscores @ k  # (B, NH, T, HS)
+    dk = dscores.swapaxes(-1, -2) @ q  # (B, NH, T, HS)
+    return dq, dk, dv

@@ -1,0 +1,451 @@
+"""BERT: embeddings, post-LayerNorm encoder layers, pooler, and the three task heads.
+
+Every block's backward is the exact reverse of its forward; each backward step quotes the
+forward line it inverts. What TinyBERT distils is exposed on the way out and accepted on
+the way back: all L+1 hidden states (embedding output first) and every layer's attention
+scores (pre-softmax, scaled, mask added), plus the logits of the heads.
+
+Shapes: B batch, T sequence, H hidden, NH heads, HS head size, I intermediate, V vocab,
+L layers, C classes, P labelled (masked) positions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import functional as F
+from .backend import RNG, get_array_module
+from .config import BertConfig
+from .losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module
+
+# Added to the scores of padded keys. Finite, as in BERT/TinyBERT: exp underflows to 0 all
+# the same, and TinyBERT's "<= -100 -> 0" clamp recognises it.
+MASK_VALUE = -10000.0
+
+
+@dataclass
+class BertOutput:
+    """What a forward pass returns. Fields a model does not compute stay None."""
+
+    last_hidden_state: object = None  # (B, T, H)
+    pooler_output: object = None  # (B, H)
+    hidden_states: list = field(default_factory=list)  # L+1 x (B, T, H), embedding output first
+    attention_scores: list = field(default_factory=list)  # L x (B, NH, T, T), pre-softmax, mask added
+    logits: object = None  # (B, C) classification; (B, T, V) or (P, V) masked LM
+    seq_relationship_logits: object = None  # (B, 2) next-sentence prediction
+    loss: object = None  # 0-d array
+    mlm_loss: object = None
+    nsp_loss: object = None
+    mlm_positions: object = None  # (P,) flat indices into B*T when logits are at labelled positions only
+
+    @property
+    def attentions(self):
+        """Attention probabilities, softmax of the scores (what transformers' output_attentions gives)."""
+        return [F.softmax_forward(s)[0] for s in self.attention_scores]
+
+
+def _seeds(seed: int):
+    """Two independent streams from one seed: parameter init, and dropout masks."""
+    init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_seq), RNG(int(dropout_seq.generate_state(1)[0]))
+
+
+class BertEmbeddings(Module):
+    """E = Dropout(LayerNorm(word[ids] + position[0..T-1] + token_type[segments]))."""
+
+    def __init__(self, cfg: BertConfig, init: np.random.Generator, rng: RNG):
+        super().__init__()
+        std = cfg.initializer_range
+        self.word = self.add("word_embeddings", Embedding(cfg.vocab_size, cfg.hidden_size, init, std, padding_idx=cfg.pad_token_id))
+        self.position = self.add("position_embeddings", Embedding(cfg.max_position_embeddings, cfg.hidden_size, init, std))
+        self.token_type = self.add("token_type_embeddings", Embedding(cfg.type_vocab_size, cfg.hidden_size, init, std))
+        self.norm = self.add("LayerNorm", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps))
+        self.dropout = self.add("dropout", Dropout(cfg.hidden_dropout_prob, rng))
+
+    def forward(self, input_ids, token_type_ids):
+        xp = get_array_module(self.word.params["weight"])
+        T = input_ids.shape[1]
+        positions = xp.arange(T)[None, :]  # (1, T)
+        x = self.word.forward(input_ids)  # (B, T, H)
+        x = x + self.position.forward(positions)  # (B, T, H) broadcast over the batch
+        x = x + self.token_type.forward(token_type_ids)  # (B, T, H)
+        x = self.norm.forward(x)  # (B, T, H)
+        return self.dropout.forward(x)  # (B, T, H)
+
+    def backward(self, dout):
+        # return self.dropout.forward(x)
+        dx = self.dropout.backward(dout)
+        # x = self.norm.forward(x)
+        dx = self.norm.backward(dx)
+        # x = x + self.token_type.forward(token_type_ids)
+        self.token_type.backward(dx)
+        # x = x + self.position.forward(positions): the (1, T) lookup was broadcast over B
+        self.position.backward(dx.sum(axis=0, keepdims=True))
+        # x = self.word.forward(input_ids)
+        self.word.backward(dx)
+
+
+class BertLayer(Module):
+    """One post-LayerNorm transformer layer (names as Hugging Face's BertLayer).
+
+        x1 = LayerNorm(x + Dropout(Attention(x) W_o + b_o))
+        x2 = LayerNorm(x1 + Dropout(GELU(x1 W_1 + b_1) W_2 + b_2))
+
+    Query, key and value stay separate parameters (for checkpoints) but run as one fused
+    (3H, H) matmul: one BLAS call on a bigger matrix is faster than three small ones.
+    """
+
+    def __init__(self, cfg: BertConfig, init: np.random.Generator, rng: RNG):
+        super().__init__()
+        H, I, std = cfg.hidden_size, cfg.intermediate_size, cfg.initializer_range
+        self.NH, self.HS = cfg.num_attention_heads, cfg.head_size
+        self.query = self.add("attention.self.query", Linear(H, H, init, std))
+        self.key = self.add("attention.self.key", Linear(H, H, init, std))
+        self.value = self.add("attention.self.value", Linear(H, H, init, std))
+        self.attn_out = self.add("attention.output.dense", Linear(H, H, init, std))
+        self.attn_norm = self.add("attention.output.LayerNorm", LayerNorm(H, cfg.layer_norm_eps))
+        self.ffn_in = self.add("intermediate.dense", Linear(H, I, init, std))
+        self.ffn_out = self.add("output.dense", Linear(I, H, init, std))
+        self.ffn_norm = self.add("output.LayerNorm", LayerNorm(H, cfg.layer_norm_eps))
+        self.attn_dropout_p = cfg.attention_probs_dropout_prob
+        self.attn_out_dropout = self.add("attention.output.dropout", Dropout(cfg.hidden_dropout_prob, rng))
+        self.ffn_dropout = self.add("output.dropout", Dropout(cfg.hidden_dropout_prob, rng))
+        self.rng = rng
+        self.act_forward, self.act_backward = F.ACTIVATIONS[cfg.hidden_act]
+
+    def _qkv_weights(self):
+        xp = get_array_module(self.query.params["weight"])
+        W = xp.concatenate([m.params["weight"] for m in (self.query, self.key, self.value)])  # (3H, H)
+        b = xp.concatenate([m.params["bias"] for m in (self.query, self.key, self.value)])  # (3H,)
+        return W, b
+
+    def forward(self, x, mask_add):
+        """x (B, T, H), mask_add (B, 1, 1, T) -> x2 (B, T, H), scores (B, NH, T, T)."""
+        B, T, H = x.shape
+        W, b = self._qkv_weights()
+        qkv, qkv_cache = F.linear_forward(x, W, b)  # (B, T, 3H)
+        q, k, v = qkv.reshape(B, T, 3, self.NH, self.HS).transpose(2, 0, 3, 1, 4)  # 3 x (B, NH, T, HS)
+        drop = None
+        if self.training and self.attn_dropout_p > 0:
+            drop = F.dropout_mask(self.rng, (B, self.NH, T, T), self.attn_dropout_p, x.dtype)
+        ctx, scores, attn_cache = F.attention_forward(q, k, v, mask_add, drop)  # (B, NH, T, HS), (B, NH, T, T)
+        ctx = ctx.transpose(0, 2, 1, 3).reshape(B, T, H)  # (B, T, H) heads concatenated
+        a = self.attn_out.forward(ctx)  # (B, T, H)
+        a = self.attn_out_dropout.forward(a)  # (B, T, H)
+        x1 = self.attn_norm.forward(x + a)  # (B, T, H)
+        h = self.ffn_in.forward(x1)  # (B, T, I)
+        h, act_cache = self.act_forward(h)  # (B, T, I)
+        f = self.ffn_out.forward(h)  # (B, T, H)
+        f = self.ffn_dropout.forward(f)  # (B, T, H)
+        x2 = self.ffn_norm.forward(x1 + f)  # (B, T, H)
+        self._cache = (qkv_cache, attn_cache, act_cache)
+        return x2, scores
+
+    def backward(self, dx2, dscores=None):
+        """dx2 (B, T, H) [+ dscores (B, NH, T, T) from a distillation loss] -> dx (B, T, H)."""
+        qkv_cache, attn_cache, act_cache = self._pop_cache()
+        B, T, H = dx2.shape
+        # x2 = self.ffn_norm.forward(x1 + f)
+        dsum = self.ffn_norm.backward(dx2)
+        dx1 = dsum  # residual branch
+        # f = self.ffn_dropout.forward(f)
+        df = self.ffn_dropout.backward(dsum)
+        # f = self.ffn_out.forward(h)
+        dh = self.ffn_out.backward(df)  # (B, T, I)
+        # h, act_cache = self.act_forward(h)
+        dh = self.act_backward(dh, act_cache)
+        # h = self.ffn_in.forward(x1)
+        dx1 = dx1 + self.ffn_in.backward(dh)
+        # x1 = self.attn_norm.forward(x + a)
+        dsum = self.attn_norm.backward(dx1)
+        dx = dsum  # residual branch
+        # a = self.attn_out_dropout.forward(a)
+        da = self.attn_out_dropout.backward(dsum)
+        # a = self.attn_out.forward(ctx)
+        dctx = self.attn_out.backward(da)  # (B, T, H)
+        # ctx = ctx.transpose(0, 2, 1, 3).reshape(B, T, H)
+        dctx = dctx.reshape(B, T, self.NH, self.HS).transpose(0, 2, 1, 3)  # (B, NH, T, HS)
+        # ctx, scores, attn_cache = F.attention_forward(q, k, v, mask_add, drop)
+        dq, dk, dv = F.attention_backward(dctx, attn_cache, dscores)
+        # q, k, v = qkv.reshape(B, T, 3, NH, HS).transpose(2, 0, 3, 1, 4)
+        xp = get_array_module(dq)
+        dqkv = xp.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H)  # (B, T, 3H)
+        # qkv, qkv_cache = F.linear_forward(x, W, b)
+        dxq, dW, db = F.linear_backward(dqkv, qkv_cache)
+        for i, m in enumerate((self.query, self.key, self.value)):
+            m.grads["weight"] += dW[i * H:(i + 1) * H]
+            m.grads["bias"] += db[i * H:(i + 1) * H]
+        return dx + dxq
+
+
+class BertModel(Module):
+    """The encoder: embeddings, L layers, and (optionally) the pooler tanh(W h[:, 0] + b)."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True, seed: int = 0,
+                 _init: np.random.Generator | None = None, _rng: RNG | None = None):
+        super().__init__()
+        if _init is None:
+            _init, _rng = _seeds(seed)
+        self.config = config
+        self.rng = _rng  # one dropout generator shared by every Dropout below
+        self.embeddings = self.add("embeddings", BertEmbeddings(config, _init, _rng))
+        self.layers = [self.add(f"encoder.layer.{i}", BertLayer(config, _init, _rng)) for i in range(config.num_hidden_layers)]
+        self.pooler = None
+        if add_pooling_layer:
+            self.pooler = self.add("pooler.dense", Linear(config.hidden_size, config.hidden_size, _init, config.initializer_range))
+
+    def _check_inputs(self, input_ids, token_type_ids, attention_mask):
+        xp = self.xp
+        if not hasattr(input_ids, "ndim") or input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be a (batch, sequence) integer array, got {getattr(input_ids, 'shape', type(input_ids))}")
+        if not xp.issubdtype(input_ids.dtype, xp.integer):
+            raise ValueError(f"input_ids must be integers, got dtype {input_ids.dtype}")
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}")
+        if token_type_ids is None:
+            token_type_ids = xp.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = xp.ones_like(input_ids)
+        for name, a in (("token_type_ids", token_type_ids), ("attention_mask", attention_mask)):
+            if a.shape != input_ids.shape:
+                raise ValueError(f"{name} has shape {a.shape} but input_ids has {input_ids.shape}")
+        if not xp.issubdtype(token_type_ids.dtype, xp.integer):
+            raise ValueError(f"token_type_ids must be integers, got dtype {token_type_ids.dtype}")
+        return token_type_ids, attention_mask
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> BertOutput:
+        """input_ids, token_type_ids, attention_mask (B, T) -> BertOutput."""
+        token_type_ids, attention_mask = self._check_inputs(input_ids, token_type_ids, attention_mask)
+        dtype = self.dtype
+        # (B, 1, 1, T): 0 for real keys, -10000 for padding, broadcast over heads and queries
+        mask_add = ((1 - attention_mask.astype(dtype)) * dtype.type(MASK_VALUE))[:, None, None, :]
+        h = self.embeddings.forward(input_ids, token_type_ids)  # (B, T, H)
+        hidden_states, scores = [h], []
+        for layer in self.layers:
+            h, s = layer.forward(h, mask_add)  # (B, T, H), (B, NH, T, T)
+            hidden_states.append(h)
+            scores.append(s)
+        pooled = None
+        if self.pooler is not None:
+            pooled, self._cache = F.tanh_forward(self.pooler.forward(h[:, 0]))  # (B, H)
+        return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attention_scores=scores)
+
+    def backward(self, dlast_hidden_state=None, dpooler_output=None, dhidden_states=None, dattention_scores=None):
+        """Accumulate parameter gradients from any of the outputs' gradients.
+
+        dlast_hidden_state (B, T, H); dpooler_output (B, H); dhidden_states: L+1 entries
+        (B, T, H) or None; dattention_scores: L entries (B, NH, T, T) or None.
+        """
+        L = len(self.layers)
+        dhidden_states = dhidden_states if dhidden_states is not None else [None] * (L + 1)
+        dattention_scores = dattention_scores if dattention_scores is not None else [None] * L
+        if len(dhidden_states) != L + 1 or len(dattention_scores) != L:
+            raise ValueError(f"expected {L + 1} hidden-state and {L} attention-score gradients, "
+                             f"got {len(dhidden_states)} and {len(dattention_scores)}")
+        if self.layers[0]._cache is None:
+            raise RuntimeError("BertModel.backward called before forward (or called twice)")
+        x = self.layers[0]._cache[0].x  # the first layer's input (B, T, H) gives the shape
+        dh = self.xp.zeros(x.shape, dtype=x.dtype)  # (B, T, H)
+        if dlast_hidden_state is not None:
+            dh = dh + dlast_hidden_state
+        if dpooler_output is not None:
+            if self.pooler is None:
+                raise ValueError("this BertModel has no pooler, so it takes no dpooler_output")
+            # pooled = tanh(self.pooler.forward(h[:, 0]))
+            dfirst = self.pooler.backward(F.tanh_backward(dpooler_output, self._pop_cache()))  # (B, H)
+            dh[:, 0] += dfirst
+        for i in range(L - 1, -1, -1):
+            if dhidden_states[i + 1] is not None:
+                dh = dh + dhidden_states[i + 1]
+            # h, s = layer.forward(h, mask_add)
+            dh = self.layers[i].backward(dh, dattention_scores[i])
+        if dhidden_states[0] is not None:
+            dh = dh + dhidden_states[0]
+        # h = self.embeddings.forward(input_ids, token_type_ids)
+        self.embeddings.backward(dh)
+
+
+class BertLMPredictionHead(Module):
+    """Masked-LM head: logits = LayerNorm(GELU(h W_t + b_t)) E^T + b, E the word embeddings (tied)."""
+
+    def __init__(self, cfg: BertConfig, word_embeddings: Embedding, init: np.random.Generator):
+        super().__init__()
+        self.dense = self.add("transform.dense", Linear(cfg.hidden_size, cfg.hidden_size, init, cfg.initializer_range))
+        self.norm = self.add("transform.LayerNorm", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps))
+        self.add_param("bias", np.zeros(cfg.vocab_size, dtype=np.float32))
+        self.word_embeddings = word_embeddings  # not a child: its weight belongs to the encoder
+        self.act_forward, self.act_backward = F.ACTIVATIONS[cfg.hidden_act]
+
+    def forward(self, h):
+        """h (N, H) -> logits (N, V)."""
+        t = self.dense.forward(h)  # (N, H)
+        t, act_cache = self.act_forward(t)  # (N, H)
+        t = self.norm.forward(t)  # (N, H)
+        E = self.word_embeddings.params["weight"]  # (V, H)
+        logits = t @ E.T + self.params["bias"]  # (N, V) the decoder, tied to the input embeddings
+        self._cache = (act_cache, t)
+        return logits
+
+    def backward(self, dlogits):
+        act_cache, t = self._pop_cache()
+        E = self.word_embeddings.params["weight"]
+        # logits = t @ E.T + bias: the tied weight gets this path's gradient added to its own
+        self.grads["bias"] += dlogits.sum(axis=0)
+        self.word_embeddings.grads["weight"] += dlogits.T @ t  # (V, H)
+        dt = dlogits @ E  # (N, H)
+        # t = self.norm.forward(t)
+        dt = self.norm.backward(dt)
+        # t, act_cache = self.act_forward(t)
+        dt = self.act_backward(dt, act_cache)
+        # t = self.dense.forward(h)
+        return self.dense.backward(dt)
+
+
+class _HeadModel(Module):
+    """Shared plumbing of the task heads: seeding, the `bert.` encoder, calling."""
+
+    def _build_encoder(self, config: BertConfig, seed: int, add_pooling_layer: bool):
+        self.config = config
+        init, self.rng = _seeds(seed)
+        self.bert = self.add("bert", BertModel(config, add_pooling_layer, _init=init, _rng=self.rng))
+        return init
+
+    def _mlm_forward(self, h, labels, only_labelled):
+        """Masked-LM logits and loss. h (B, T, H), labels (B, T) with -100 at unscored positions."""
+        B, T, H = h.shape
+        positions = None
+        if only_labelled:
+            if labels is None:
+                raise ValueError("logits only at labelled positions needs labels")
+            xp = get_array_module(h)
+            positions = xp.nonzero(labels.reshape(-1) != -100)[0]  # (P,)
+            logits = self.lm_head.forward(h.reshape(B * T, H)[positions])  # (P, V)
+            flat_labels = labels.reshape(-1)[positions]
+        else:
+            logits = self.lm_head.forward(h.reshape(B * T, H)).reshape(B, T, -1)  # (B, T, V)
+            flat_labels = None if labels is None else labels.reshape(-1)
+        loss = None
+        if labels is not None:
+            loss, self._mlm_loss_cache = cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), flat_labels)
+        self._mlm_shape = (B, T, H, positions)
+        return logits, loss, positions
+
+    def _mlm_backward(self, dloss, dlogits):
+        B, T, H, positions = self._mlm_shape
+        V = self.config.vocab_size
+        g = None
+        if dloss is not None:
+            g = cross_entropy_backward(dloss, self._mlm_loss_cache)  # (N, V)
+        if dlogits is not None:
+            g = dlogits.reshape(-1, V) if g is None else g + dlogits.reshape(-1, V)
+        if g is None:
+            return None
+        dflat = self.lm_head.backward(g)  # (P or B*T, H)
+        if positions is None:
+            return dflat.reshape(B, T, H)
+        dh = self.bert.xp.zeros((B * T, H), dtype=dflat.dtype)
+        dh[positions] = dflat  # positions are distinct, so plain assignment is exact
+        return dh.reshape(B, T, H)
+
+
+class BertForMaskedLM(_HeadModel):
+    """BERT with the masked-LM head (no pooler, as Hugging Face's BertForMaskedLM)."""
+
+    def __init__(self, config: BertConfig, seed: int = 0):
+        super().__init__()
+        init = self._build_encoder(config, seed, add_pooling_layer=False)
+        self.lm_head = self.add("cls.predictions", BertLMPredictionHead(config, self.bert.embeddings.word, init))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, only_labelled=False) -> BertOutput:
+        """labels (B, T): token ids at scored positions, -100 elsewhere.
+
+        only_labelled=True computes the (V-wide) logits at labelled positions only: logits
+        are then (P, V) and `out.mlm_positions` holds their flat indices into B*T.
+        """
+        out = self.bert.forward(input_ids, token_type_ids, attention_mask)
+        out.logits, out.loss, out.mlm_positions = self._mlm_forward(out.last_hidden_state, labels, only_labelled)
+        out.mlm_loss = out.loss
+        self._has_loss = labels is not None
+        return out
+
+    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None):
+        """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores."""
+        dh = self._mlm_backward(dloss if self._has_loss else None, dlogits)
+        self.bert.backward(dh, None, dhidden_states, dattention_scores)
+
+
+class BertForPreTraining(_HeadModel):
+    """BERT with masked-LM and next-sentence heads; loss = MLM loss + NSP loss."""
+
+    def __init__(self, config: BertConfig, seed: int = 0):
+        super().__init__()
+        init = self._build_encoder(config, seed, add_pooling_layer=True)
+        self.lm_head = self.add("cls.predictions", BertLMPredictionHead(config, self.bert.embeddings.word, init))
+        self.nsp_head = self.add("cls.seq_relationship", Linear(config.hidden_size, 2, init, config.initializer_range))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
+                next_sentence_label=None, only_labelled=False) -> BertOutput:
+        """labels (B, T) as in BertForMaskedLM; next_sentence_label (B,): 0 continuation, 1 random."""
+        out = self.bert.forward(input_ids, token_type_ids, attention_mask)
+        out.logits, out.mlm_loss, out.mlm_positions = self._mlm_forward(out.last_hidden_state, labels, only_labelled)
+        out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)  # (B, 2)
+        if next_sentence_label is not None:
+            out.nsp_loss, self._nsp_cache = cross_entropy_forward(out.seq_relationship_logits, next_sentence_label)
+        if out.mlm_loss is not None and out.nsp_loss is not None:
+            out.loss = out.mlm_loss + out.nsp_loss
+        self._losses = (out.mlm_loss is not None, out.nsp_loss is not None)
+        return out
+
+    def backward(self, dloss=1.0, dlogits=None, dseq_relationship_logits=None, dhidden_states=None, dattention_scores=None):
+        has_mlm, has_nsp = self._losses
+        dh = self._mlm_backward(dloss if has_mlm else None, dlogits)
+        dnsp = cross_entropy_backward(dloss, self._nsp_cache) if has_nsp else None
+        if dseq_relationship_logits is not None:
+            dnsp = dseq_relationship_logits if dnsp is None else dnsp + dseq_relationship_logits
+        dpooled = self.nsp_head.backward(dnsp) if dnsp is not None else None
+        self.bert.backward(dh, dpooled, dhidden_states, dattention_scores)
+
+
+class BertForSequenceClassification(_HeadModel):
+    """logits = classifier(dropout(pooled)) as in Hugging Face; regression (MSE) when num_labels = 1."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2, seed: int = 0):
+        super().__init__()
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
+        init = self._build_encoder(config, seed, add_pooling_layer=True)
+        self.num_labels = num_labels
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = self.add("dropout", Dropout(p, self.rng))
+        self.classifier = self.add("classifier", Linear(config.hidden_size, num_labels, init, config.initializer_range))
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> BertOutput:
+        """labels (B,): class ids, or floats when num_labels = 1. logits (B, C)."""
+        out = self.bert.forward(input_ids, token_type_ids, attention_mask)
+        x = self.dropout.forward(out.pooler_output)  # (B, H)
+        out.logits = self.classifier.forward(x)  # (B, C)
+        self._loss_cache = None
+        if labels is not None:
+            if self.num_labels == 1:
+                out.loss, cache = mse_forward(out.logits[:, 0], labels.astype(out.logits.dtype))
+                self._loss_cache = ("mse", cache)
+            else:
+                out.loss, cache = cross_entropy_forward(out.logits, labels)
+                self._loss_cache = ("ce", cache)
+        return out
+
+    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None):
+        g = None
+        if self._loss_cache is not None:
+            kind, cache = self._loss_cache
+            g = cross_entropy_backward(dloss, cache) if kind == "ce" else mse_backward(dloss, cache)[:, None]
+        if dlogits is not None:
+            g = dlogits if g is None else g + dlogits
+        if g is None:
+            raise ValueError("nothing to backpropagate: no labels were given and no dlogits passed")
+        # out.logits = self.classifier.forward(x); x = self.dropout.forward(pooled)
+        dpooled = self.dropout.backward(self.classifier.backward(g))
+        self.bert.backward(None, dpooled, dhidden_states, dattention_scores)

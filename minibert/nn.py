@@ -1,0 +1,207 @@
+"""Modules: thin stateful wrappers around the kernel pairs in `functional.py`.
+
+A module owns `params` and `grads` (dicts with the same keys, built at construction) and
+child modules registered under Hugging Face names (a child's name may contain dots, so a
+BertLayer can call its query projection `attention.self.query` and still read top to
+bottom). `forward` stores one cache; `backward(dout)` *accumulates* parameter gradients
+(`+=`, so tied weights and gradient accumulation need nothing special), returns the input
+gradient, and drops the cache.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from . import functional as F
+from .backend import RNG, check_device, get_array_module, to_device
+
+
+class Module:
+    """Base class: parameters, gradients, children, train/eval, dtype and device moves."""
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.children: dict[str, Module] = {}
+        self.training = True
+        self._cache = None
+
+    # -- structure -----------------------------------------------------------------
+    def add(self, name: str, module: "Module") -> "Module":
+        self.children[name] = module
+        return module
+
+    def add_param(self, name: str, value: np.ndarray) -> None:
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+
+    def modules(self) -> Iterator["Module"]:
+        yield self
+        for child in self.children.values():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "") -> dict:
+        """{Hugging Face name: array} over this module and its children."""
+        out = {prefix + k: v for k, v in self.params.items()}
+        for name, child in self.children.items():
+            out.update(child.named_parameters(prefix + name + "."))
+        return out
+
+    def named_gradients(self, prefix: str = "") -> dict:
+        """{Hugging Face name: gradient array}, the same keys as `named_parameters`."""
+        out = {prefix + k: v for k, v in self.grads.items()}
+        for name, child in self.children.items():
+            out.update(child.named_gradients(prefix + name + "."))
+        return out
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.named_parameters().values()))
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- state ---------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        for m in self.modules():
+            for g in m.grads.values():
+                g[...] = 0
+
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def _map_arrays(self, fn) -> None:
+        for m in self.modules():
+            m.params = {k: fn(v) for k, v in m.params.items()}
+            m.grads = {k: fn(v) for k, v in m.grads.items()}
+            m._cache = None
+
+    def astype(self, dtype) -> "Module":
+        """Cast every parameter and gradient (float64 for gradient checks)."""
+        dtype = np.dtype(dtype)
+        self._map_arrays(lambda a: a.astype(dtype))
+        return self
+
+    def to(self, device: str) -> "Module":
+        """Move parameters to 'numpy' (CPU) or 'cupy' (CUDA GPU)."""
+        check_device(device)
+        self._map_arrays(lambda a: to_device(a, device))
+        for m in self.modules():
+            if isinstance(m, Dropout):
+                m.rng.to(device)
+        return self
+
+    @property
+    def dtype(self):
+        return next(iter(self.named_parameters().values())).dtype
+
+    @property
+    def xp(self):
+        return get_array_module(next(iter(self.named_parameters().values())))
+
+    def _pop_cache(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or called twice)")
+        cache, self._cache = self._cache, None
+        return cache
+
+
+def normal_init(rng: np.random.Generator, shape, std: float, dtype=np.float32):
+    """N(0, std^2), as BERT initialises every Linear and Embedding weight."""
+    return (rng.standard_normal(shape) * std).astype(dtype)
+
+
+class Linear(Module):
+    """y = x W^T + b. weight (out, in), bias (out,)."""
+
+    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator, std: float = 0.02, bias: bool = True):
+        super().__init__()
+        self.add_param("weight", normal_init(rng, (out_features, in_features), std))
+        if bias:
+            self.add_param("bias", np.zeros(out_features, dtype=np.float32))
+
+    def forward(self, x):
+        y, self._cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        return y
+
+    def backward(self, dout):
+        dx, dW, db = F.linear_backward(dout, self._pop_cache())
+        self.grads["weight"] += dW
+        if "bias" in self.grads:
+            self.grads["bias"] += db
+        return dx
+
+
+class Embedding(Module):
+    """out = weight[ids]. weight (V, D). The padding row, if any, gets no gradient (as torch's padding_idx)."""
+
+    def __init__(self, num_embeddings: int, dim: int, rng: np.random.Generator, std: float = 0.02, padding_idx: int | None = None):
+        super().__init__()
+        w = normal_init(rng, (num_embeddings, dim), std)
+        if padding_idx is not None:
+            w[padding_idx] = 0.0
+        self.add_param("weight", w)
+        self.padding_idx = padding_idx
+
+    def forward(self, ids):
+        xp = get_array_module(self.params["weight"])
+        if not xp.issubdtype(ids.dtype, xp.integer):
+            raise ValueError(f"embedding ids must be integers, got dtype {ids.dtype}")
+        V = self.params["weight"].shape[0]
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+            raise ValueError(f"embedding id out of range: ids span [{int(ids.min())}, {int(ids.max())}] but the table has {V} rows")
+        out, self._cache = F.embedding_forward(ids, self.params["weight"])
+        return out
+
+    def backward(self, dout):
+        dW = F.embedding_backward(dout, self._pop_cache())
+        if self.padding_idx is not None:
+            dW[self.padding_idx] = 0.0
+        self.grads["weight"] += dW
+        return None
+
+
+class LayerNorm(Module):
+    """y = weight * (x - mean) / sqrt(var + eps) + bias over the last axis."""
+
+    def __init__(self, dim: int, eps: float = 1e-12):
+        super().__init__()
+        self.add_param("weight", np.ones(dim, dtype=np.float32))
+        self.add_param("bias", np.zeros(dim, dtype=np.float32))
+        self.eps = eps
+
+    def forward(self, x):
+        y, self._cache = F.layernorm_forward(x, self.params["weight"], self.params["bias"], self.eps)
+        return y
+
+    def backward(self, dout):
+        dx, dgamma, dbeta = F.layernorm_backward(dout, self._pop_cache())
+        self.grads["weight"] += dgamma
+        self.grads["bias"] += dbeta
+        return dx
+
+
+class Dropout(Module):
+    """Inverted dropout in training mode, identity in eval mode. Masks come from `rng`."""
+
+    def __init__(self, p: float, rng: RNG):
+        super().__init__()
+        self.p = p
+        self.rng = rng
+
+    def forward(self, x):
+        mask = None
+        if self.training and self.p > 0:
+            mask = F.dropout_mask(self.rng, x.shape, self.p, x.dtype)
+        y, mask = F.dropout_forward(x, mask)
+        self._cache = (mask,)  # a tuple, so "no mask" still counts as "forward ran"
+        return y
+
+    def backward(self, dout):
+        (mask,) = self._pop_cache()
+        return F.dropout_backward(dout, mask)
