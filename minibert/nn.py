@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from . import functional as F
-from .backend import RNG, check_device, get_array_module, to_device
+from .backend import RNG, check_device, get_array_module, scatter_add, to_device
 
 
 class Module:
@@ -104,6 +104,20 @@ class Module:
     def xp(self):
         return get_array_module(next(iter(self.named_parameters().values())))
 
+    # -- checkpoints (Hugging Face folders; see checkpoint.py) ---------------------------
+    def save_pretrained(self, folder, tokenizer=None):
+        """Write config.json + model.safetensors (+ the tokenizer's files) to `folder`."""
+        from . import checkpoint
+
+        return checkpoint.save_pretrained(self, folder, tokenizer=tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, folder, **kw):
+        """Build this model from a Hugging Face folder or a short name such as "minilm-l6"."""
+        from . import checkpoint
+
+        return checkpoint.from_pretrained(cls, folder, **kw)
+
     def _pop_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward (or called twice)")
@@ -159,10 +173,14 @@ class Embedding(Module):
         return out
 
     def backward(self, dout):
-        dW = F.embedding_backward(dout, self._pop_cache())
+        # F.embedding_backward's scatter-add, done straight into the accumulated gradient so
+        # a (V, D) temporary is never allocated (V is 30522 for BERT).
+        ids, _ = self._pop_cache()
+        ids, dout = ids.reshape(-1), dout.reshape(-1, dout.shape[-1])  # (N,), (N, D)
         if self.padding_idx is not None:
-            dW[self.padding_idx] = 0.0
-        self.grads["weight"] += dW
+            keep = ids != self.padding_idx  # the padding row gets no gradient
+            ids, dout = ids[keep], dout[keep]
+        scatter_add(self.grads["weight"], ids, dout)
         return None
 
 

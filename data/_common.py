@@ -1,0 +1,174 @@
+"""Shared code of the data/prepare_*.py scripts (standard library only).
+
+Each script lists its files (`DataFile`: where it goes, its SHA-256, and where to download
+it from) and calls `main`. A file is either copied from a local folder (`--from DIR`, which
+holds the same relative paths, e.g. ../shared/data) or downloaded; either way its SHA-256
+must equal the pinned one before it is written (atomically) under `--out` (default: this
+`data/` folder, whose sub-folders are git-ignored). A file already there with the right
+checksum is left alone.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Source:
+    """A download location: a file URL, or a member of a zip archive at `url`."""
+
+    url: str
+    member: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.url} [{self.member}]" if self.member else self.url
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One output file: its path under the output folder, pinned SHA-256, download sources.
+
+    Sources are tried in order until one gives the pinned bytes (the first is the canonical
+    public source; later ones are the exact snapshots the pinned checksums were taken from).
+    """
+
+    path: str
+    sha256: str
+    sources: tuple
+
+
+class PrepareError(Exception):
+    """A file could not be obtained or failed verification (the message says which and why)."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _download(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "minibert-data-prepare/1.0"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except Exception as exc:  # URLError, HTTPError, timeouts, ...
+        raise PrepareError(f"could not download {url}: {exc}") from exc
+
+
+def _zip_member(archive: bytes, member: str, url: str) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as z:
+            names = [n for n in z.namelist() if n == member or n.endswith("/" + member)]
+            if not names:
+                raise PrepareError(f"{url} has no member {member!r}")
+            return z.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise PrepareError(f"{url} is not a valid zip archive: {exc}") from exc
+
+
+def _obtain_by_download(f: DataFile, timeout: float, cache: dict) -> tuple[bytes, str]:
+    """Try each source in order; return (bytes, source) of the first with the pinned sha256."""
+    problems = []
+    for source in f.sources:
+        try:
+            if source.url not in cache:
+                print(f"  downloading {source.url}", flush=True)
+                cache[source.url] = _download(source.url, timeout)
+            data = cache[source.url]
+            if source.member:
+                data = _zip_member(data, source.member, source.url)
+        except PrepareError as exc:
+            problems.append(str(exc))
+            continue
+        got = sha256_hex(data)
+        if got == f.sha256:
+            return data, str(source)
+        problems.append(f"checksum mismatch for {source}: expected sha256 {f.sha256}, got {got}")
+    raise PrepareError(f"{f.path}: no source gave the expected file:\n    " + "\n    ".join(problems))
+
+
+def _obtain_by_copy(f: DataFile, from_dir: Path) -> tuple[bytes, str]:
+    src = from_dir / f.path
+    if not src.is_file():
+        raise PrepareError(f"{f.path}: not found in --from folder (looked for {src})")
+    data = src.read_bytes()
+    got = sha256_hex(data)
+    if got != f.sha256:
+        raise PrepareError(
+            f"checksum mismatch for {src}: expected sha256 {f.sha256}, got {got} "
+            "(the file is corrupted, truncated or a different version; nothing was written)"
+        )
+    return data, str(src)
+
+
+def _write_atomically(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_parser(description: str, files: list[DataFile]) -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {f.path}\n      sha256 {f.sha256}\n      from   {f.sources[0]}" for f in files)
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=(
+            "files written (under --out), with their pinned SHA-256 and canonical source:\n"
+            f"{listing}\n\nExit status 0 when every file is present and verified, 1 otherwise."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--from", dest="from_dir", metavar="DIR", type=Path,
+        help="copy from this local folder (same layout, e.g. ../shared/data) instead of downloading",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=DATA_DIR,
+        help=f"output folder (default: {DATA_DIR}, i.e. this data/ folder)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per download (default 60)")
+    return parser
+
+
+def main(files: list[DataFile], description: str, argv=None) -> int:
+    """Obtain, verify and write every file; print one line per file; return the exit status."""
+    args = build_parser(description, files).parse_args(argv)
+    if args.from_dir is not None and not args.from_dir.is_dir():
+        print(f"error: --from folder {args.from_dir} does not exist", file=sys.stderr)
+        return 1
+    cache: dict = {}
+    failures = 0
+    for f in files:
+        dest = args.out / f.path
+        if dest.is_file() and sha256_hex(dest.read_bytes()) == f.sha256:
+            print(f"ok      {dest} (already present, sha256 verified)")
+            continue
+        try:
+            if args.from_dir is not None:
+                data, origin = _obtain_by_copy(f, args.from_dir)
+            else:
+                data, origin = _obtain_by_download(f, args.timeout, cache)
+        except PrepareError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        _write_atomically(dest, data)
+        print(f"wrote   {dest} ({len(data):,} bytes, sha256 verified) from {origin}")
+    if failures:
+        print(f"error: {failures} of {len(files)} file(s) failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,40 @@
+"""Prepare GLUE SST-2, CoLA and MRPC (train + dev) under data/SST-2, data/CoLA, data/MRPC.
+
+    python data/prepare_glue.py --from ../shared/data     # copy from a local folder
+    python data/prepare_glue.py                           # download
+
+Downloads come from GLUE's own mirror (dl.fbaipublicfiles.com/glue/data/<TASK>.zip).
+GLUE does not host MRPC (its download script builds it from Microsoft's corpus), so MRPC,
+and any file whose canonical copy differs from the pinned bytes, comes from the public
+snapshot the checksums were taken from (F0restL1n/BERT @ 0d0288be, glue_data/).
+Every file is checked against its pinned SHA-256 before it is written.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DataFile, Source, main  # noqa: E402
+
+GLUE = "https://dl.fbaipublicfiles.com/glue/data"
+SNAPSHOT = "https://raw.githubusercontent.com/F0restL1n/BERT/0d0288be08079531c7b3a85af3d532f9adb0f13a/glue_data"
+
+
+def _file(task: str, split: str, sha256: str, zip_on_glue: bool = True) -> DataFile:
+    rel = f"{task}/{split}.tsv"
+    sources = ((Source(f"{GLUE}/{task}.zip", rel),) if zip_on_glue else ()) + (Source(f"{SNAPSHOT}/{rel}"),)
+    return DataFile(rel, sha256, sources)
+
+
+FILES = [
+    _file("SST-2", "train", "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
+    _file("SST-2", "dev", "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
+    _file("CoLA", "train", "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624"),
+    _file("CoLA", "dev", "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd"),
+    _file("MRPC", "train", "f178bcc72ab4c2c1c778b480912e0c8e1dba3ead150dc1d490d70682ab888c1e", zip_on_glue=False),
+    _file("MRPC", "dev", "9e8f284788040f7c9ecde2e1b3c07237c756f926bd9ef8548ef5d34b56f69f17", zip_on_glue=False),
+]
+
+if __name__ == "__main__":
+    sys.exit(main(FILES, __doc__))

