@@ -18,6 +18,8 @@ HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 PRESETS: dict[str, dict[str, Any]] = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "tinybert-4": dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200),
+    # 3 x 312: the depth the 6-layer MiniLM teacher maps onto uniformly (g(m) = 2m)
+    "tinybert-3": dict(hidden_size=312, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1200),
     "tinybert-6": dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
 }

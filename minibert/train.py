@@ -24,7 +24,9 @@ import numpy as np
 
 from . import data as D
 from .config import PRESETS, BertConfig
-from .model import BertForPreTraining, BertForSequenceClassification
+from . import tinybert as T
+from .distill import Distiller
+from .model import BertForPreTraining, BertForSequenceClassification, BertModel
 from .tokenizer import BertTokenizer, save_vocab, train_wordpiece_vocab
 from .trainer import Trainer, TrainArgs
 
@@ -234,6 +236,163 @@ def cmd_pretrain(a) -> None:
     print(json.dumps(summary["history"][-1], indent=2))
 
 
+def load_teacher(folder_or_name: str, num_labels: int) -> BertForSequenceClassification:
+    """A fine-tuned teacher, frozen and in eval mode (deterministic distillation targets)."""
+    from .checkpoint import resolve_model_path
+
+    teacher = BertForSequenceClassification.from_pretrained(resolve_model_path(folder_or_name), num_labels=num_labels)
+    return teacher.eval()
+
+
+def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None) -> BertForSequenceClassification:
+    """--student: teacher:0,2,4 (copy teacher layers), a preset (random), or a folder (e.g. stage 1's)."""
+    from .checkpoint import resolve_model_path
+
+    kind, value = T.parse_student_spec(spec)
+    if kind == "folder":
+        return BertForSequenceClassification.from_pretrained(resolve_model_path(value), num_labels=num_labels, seed=seed)
+    if kind == "preset":
+        return BertForSequenceClassification(BertConfig.from_preset(value, vocab_size=len(tok)), num_labels, seed=seed)
+    encoder = T.student_from_teacher_layers(teacher.bert, value, seed=seed)
+    student = BertForSequenceClassification(encoder.config, num_labels, seed=seed)
+    for name, p in encoder.named_parameters().items():
+        student.named_parameters()["bert." + name][...] = p
+    return student
+
+
+def cmd_distill_general(a) -> None:
+    """Stage 1: the pre-trained teacher's encoder -> a fresh student encoder on the general corpus."""
+    from .checkpoint import resolve_model_path
+
+    teacher = BertModel.from_pretrained(resolve_model_path(a.teacher)).eval()
+    tok = load_tokenizer(a.teacher, a.vocab)
+    kind, value = T.parse_student_spec(a.student)
+    if kind == "preset":
+        student = BertModel(BertConfig.from_preset(value, vocab_size=len(tok)), seed=a.seed)
+    elif kind == "teacher":
+        student = T.student_from_teacher_layers(teacher, value, seed=a.seed)
+    else:
+        student = BertModel.from_pretrained(resolve_model_path(value))
+    distiller = Distiller(student.config, teacher.config, strategy=a.mapping, seed=a.seed)
+    print("building the general corpus ...", file=sys.stderr)
+    a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask, a.dupe_factor = 0.0, 1, False, a.dupe_factor
+    train, held = pretraining_data(a, tok)
+    train, held = T.general_batches(train), T.general_batches(held)
+    print(f"{len(train)} training sequences of length {a.max_seq_length}; student {student.num_parameters():,} "
+          f"parameters, teacher layers {distiller.mapping}", file=sys.stderr)
+    args = train_args(a)
+
+    def eval_fn():  # held-out distillation losses (no metric exists before task data)
+        sums = {}
+        for i, idx in enumerate(D.make_epoch_batches(len(held), args.batch_size, shuffle=False)[:10]):
+            b = held.collate(idx)
+            student.eval()
+            s_out = student(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+            t_out = teacher(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+            losses = distiller(s_out, t_out, stage="general")
+            student.train()
+            for k in ("att", "rep", "total"):
+                sums[k] = sums.get(k, 0.0) + float(losses[k])
+        return {f"heldout_{k}": v / (i + 1) for k, v in sums.items()}
+
+    Trainer(args, {"": student, "distill.": distiller.fit_dense}, D.Batcher(train, args.batch_size, seed=args.seed),
+            T.distill_step(student, teacher, distiller, "general"), eval_fn,
+            lambda folder: T.save_student(folder, student, distiller, tok), device=a.device).train(resume=a.resume)
+
+
+def task_distillation(a, tok, teacher, student, train, dev, out: Path) -> dict:
+    """Stage 2: intermediate layers (2a) then the prediction layer (2b, best dev kept)."""
+    task = D.get_task(a.task)
+    distiller = Distiller(student.config, teacher.config, strategy=a.mapping, temperature=a.temperature, seed=a.seed)
+    init = a.student if T.parse_student_spec(a.student)[0] == "folder" else None
+    if init and T.load_fit_dense(distiller, init):
+        print(f"fit_dense continues from {init}", file=sys.stderr)
+    save = lambda folder: T.save_student(folder, student, distiller, tok)
+    modules = {"": student, "distill.": distiller.fit_dense}
+    common = dict(batch_size=a.batch_size, seed=a.seed, progress=a.progress, log_steps=a.log_steps,
+                  save_steps=a.save_steps, optimizer=a.optimizer, clip=a.clip, weight_decay=a.weight_decay)
+    if a.inter_epochs > 0 or a.inter_steps > 0:
+        args = TrainArgs(output_dir=str(out / "intermediate"), epochs=a.inter_epochs or 1.0, max_steps=a.inter_steps,
+                         lr=a.inter_lr, schedule="constant", warmup_ratio=0.0, **common)
+        Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
+                T.distill_step(student, teacher, distiller, "intermediate"), None, save).train(resume=a.resume)
+    args = TrainArgs(output_dir=str(out / "prediction"), epochs=a.pred_epochs or 1.0, max_steps=a.pred_steps,
+                     lr=a.pred_lr, schedule="linear", warmup_ratio=0.1, eval_steps=a.eval_steps,
+                     metric_for_best=task.main_metric, **common)
+    trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
+                      T.distill_step(student, teacher, distiller, "prediction"),
+                      lambda: D.compute_metrics(task.name, predict(student, dev), dev.labels), save)
+    state = trainer.train(resume=a.resume)
+    # the best dev checkpoint is the student we hand over
+    best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=task.num_labels)
+    save_dir = out / "student"
+    best.save_pretrained(save_dir, tokenizer=tok)
+    return {"best_dev": state.best_metric, "history": state.history, "folder": str(save_dir), "model": best}
+
+
+def cmd_distill_task(a) -> None:
+    tok = load_tokenizer(a.teacher, a.vocab)
+    task = D.get_task(a.task)
+    teacher = load_teacher(a.teacher, task.num_labels)
+    _, train, dev = classification_data(a, tok)
+    student = build_student(a.student, task.num_labels, tok, a.seed, teacher)
+    out = Path(a.output_dir)
+    res = task_distillation(a, tok, teacher, student, train, dev, out)
+    results = {"task": task.name, "teacher": T.describe(teacher, task.name, dev, predict),
+               "student": T.describe(res.pop("model"), task.name, dev, predict), **res}
+    T.write_results(out, results)
+    print(T.results_table(results))
+
+
+def cmd_pipeline(a) -> None:
+    """Teacher fine-tuning (unless --teacher is given) -> student -> task distillation -> table."""
+    out = Path(a.output_dir)
+    task = D.get_task(a.task)
+    t0 = time.perf_counter()
+    if a.teacher:
+        tok = load_tokenizer(a.teacher, a.vocab)
+        teacher = load_teacher(a.teacher, task.num_labels)
+        _, train, dev = classification_data(a, tok)
+    else:
+        tok = load_tokenizer("minilm-l6", a.vocab)
+        _, train, dev = classification_data(a, tok)
+        teacher = BertForSequenceClassification.from_pretrained(T_resolve("minilm-l6"), num_labels=task.num_labels)
+        print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {task.name} examples", file=sys.stderr)
+        args = TrainArgs(output_dir=str(out / "teacher"), epochs=a.teacher_epochs, batch_size=a.batch_size,
+                         lr=a.teacher_lr, seed=a.seed, progress=a.progress, log_steps=a.log_steps)
+
+        def step_fn(batch, scale):
+            o = teacher(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"])
+            teacher.backward(dloss=scale)
+            return {"loss": o.loss}
+
+        Trainer(args, {"": teacher}, D.Batcher(train, a.batch_size, seed=a.seed), step_fn, None,
+                lambda folder: teacher.save_pretrained(folder, tokenizer=tok)).train()
+        teacher.eval()
+    student = build_student(a.student, task.num_labels, tok, a.seed, teacher)
+    print(f"== distilling into a student of {student.num_parameters():,} parameters ({a.student})", file=sys.stderr)
+    res = task_distillation(a, tok, teacher, student, train, dev, out)
+    results = {"task": task.name, "teacher": T.describe(teacher, task.name, dev, predict),
+               "student": T.describe(res.pop("model"), task.name, dev, predict),
+               "student_folder": res["folder"], "best_dev": res["best_dev"],
+               "wall_s": round(time.perf_counter() - t0, 1)}
+    t, s = results["teacher"], results["student"]
+    results["retained"] = s["accuracy"] / t["accuracy"]
+    results["speedup_b1"] = t["latency_ms"] / s["latency_ms"]
+    results["speedup_b32"] = t["latency_ms_b32"] / s["latency_ms_b32"]
+    T.write_results(out, results)
+    print(T.results_table(results))
+    print(f"student keeps {100 * results['retained']:.1f}% of the teacher's dev accuracy at "
+          f"{results['speedup_b1']:.1f}x (batch 1) / {results['speedup_b32']:.1f}x (batch 32) its speed; "
+          f"results in {out / 'results.json'}")
+
+
+def T_resolve(name):
+    from .checkpoint import resolve_model_path
+
+    return resolve_model_path(name)
+
+
 # ========================================================================== arguments
 
 TRAIN_FLAG_HELP = {
@@ -306,6 +465,42 @@ def add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--vocab", default=None, help="vocab.txt to use (default: the model folder's, else bert-base-uncased)")
 
 
+def add_distill_task_flags(p: argparse.ArgumentParser, teacher_required: bool) -> None:
+    p.add_argument("--teacher", default="runs/teacher-sst2" if teacher_required else None,
+                   help="folder of the teacher fine-tuned on the task" + (" (default: runs/teacher-sst2)" if teacher_required
+                        else "; without it the MiniLM-L6 teacher is fine-tuned first on the training examples"))
+    p.add_argument("--student", default="teacher:0,2,4",
+                   help="teacher:0,2,4 (copy teacher layers), a preset (random init), or a folder such as "
+                        "distill-general's output (default: teacher:0,2,4)")
+    p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
+    p.add_argument("--mapping", default="uniform", choices=["uniform", "top", "bottom"], help="layer mapping (default: uniform)")
+    p.add_argument("--temperature", type=float, default=1.0, help="prediction-layer temperature (default: 1)")
+    p.add_argument("--inter-steps", type=int, default=0, help="intermediate-layer steps (0: use --inter-epochs)")
+    p.add_argument("--inter-epochs", type=float, default=0.0, help="intermediate-layer epochs; 0 with --inter-steps 0 skips the stage")
+    p.add_argument("--inter-lr", type=float, default=5e-5, help="intermediate-layer learning rate, constant (default: 5e-5)")
+    p.add_argument("--pred-steps", type=int, default=0, help="prediction-layer steps (0: use --pred-epochs)")
+    p.add_argument("--pred-epochs", type=float, default=1.0, help="prediction-layer epochs (default: 1)")
+    p.add_argument("--pred-lr", type=float, default=3e-5, help="prediction-layer peak learning rate (default: 3e-5)")
+    p.add_argument("--teacher-epochs", type=float, default=1.0, help="pipeline without --teacher: fine-tuning epochs (default: 1)")
+    p.add_argument("--teacher-lr", type=float, default=5e-5, help="pipeline without --teacher: fine-tuning rate (default: 5e-5)")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per step (default: 32)")
+    p.add_argument("--eval-steps", type=int, default=100, help="evaluate the student every N prediction steps (default: 100)")
+    p.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: at the end of each stage)")
+    p.add_argument("--log-steps", type=int, default=10, help="log every N steps (default: 10)")
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "bertadam"], help="(default: adamw)")
+    p.add_argument("--clip", default="global", choices=["global", "per_tensor"], help="gradient clipping (default: global)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="(default: 0.01)")
+    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--output-dir", default="runs/distill" if teacher_required else "runs/pipeline", help="where everything is written")
+    p.add_argument("--resume", default=None, help="auto: continue each stage from its latest checkpoint")
+    p.add_argument("--progress", type=_bool, default=True, help="progress bars (default: true)")
+
+
+# The quick pipeline `python -m minibert.train` runs with no arguments: minutes on 2 cores.
+QUICK_PIPELINE = ["pipeline", "--max-train-examples", "4000", "--inter-steps", "150", "--pred-steps", "150",
+                  "--eval-steps", "50", "--output-dir", "runs/quick"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m minibert.train",
@@ -341,6 +536,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_flags(p)
     add_train_flags(p, output_dir="runs/finetune", lr=5e-5, batch_size=32, epochs=1.0, eval_steps=500, save_steps=200)
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("distill-general", help="TinyBERT stage 1: distil the pre-trained teacher into a fresh student on the general corpus")
+    p.add_argument("--teacher", default="minilm-l6", help="pre-trained teacher: minilm-l6 or a folder (default: minilm-l6)")
+    p.add_argument("--student", default="tinybert-3", help="a preset (random init), teacher:0,2,4 (copied layers) or a folder (default: tinybert-3)")
+    p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
+    p.add_argument("--mapping", default="uniform", choices=["uniform", "top", "bottom"], help="layer mapping (default: uniform)")
+    p.add_argument("--corpus", nargs="+", default=None, help="corpus files or folders (default: WikiText-2 + the Gutenberg books)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence (default: 128)")
+    p.add_argument("--dupe-factor", type=int, default=1, help="passes over the corpus with different pairings (default: 1)")
+    p.add_argument("--heldout-fraction", type=float, default=0.05, help="documents held out for the loss check (default: 0.05)")
+    add_train_flags(p, output_dir="runs/general", lr=1e-4, batch_size=32, max_steps=2000, eval_steps=500,
+                    save_steps=250, warmup_ratio=0.05)
+    p.set_defaults(func=cmd_distill_general)
+
+    for name, func, helptext in (
+            ("distill-task", cmd_distill_task, "TinyBERT stage 2: intermediate-layer then prediction-layer distillation on a task"),
+            ("pipeline", cmd_pipeline, "teacher fine-tuning (unless --teacher) + task distillation + the teacher/student table")):
+        p = sub.add_parser(name, help=helptext)
+        add_task_flags(p)
+        add_distill_task_flags(p, teacher_required=(name == "distill-task"))
+        p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="evaluate a fine-tuned model on a GLUE dev set")
     add_model_flags(p, "runs/finetune")
@@ -387,8 +603,9 @@ def main(argv=None) -> None:
     parser = build_parser()
     a = parse_args(argv, parser)
     if a.command is None:
-        parser.print_help()
-        return
+        print("no command given: running the quick TinyBERT pipeline on SST-2 "
+              f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest", file=sys.stderr)
+        a = parse_args(QUICK_PIPELINE, parser)
     try:
         a.func(a)
     except (FileNotFoundError, ValueError) as exc:
