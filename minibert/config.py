@@ -21,6 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 3 x 312: the depth the 6-layer MiniLM teacher maps onto uniformly (g(m) = 2m)
     "tinybert-3": dict(hidden_size=312, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1200),
     "tinybert-6": dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
+    # 3 layers x 48 wide with the MiniLM teacher's 12 heads: a student for tests and demos
+    "tiny-3": dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=12, intermediate_size=96),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
 }
 

@@ -52,7 +52,9 @@ chunks), so a chunk's ids depend on the chunk alone. ``BertTokenizer`` therefore
 the text into chunks with one precompiled regular expression and looks each chunk up
 in a dictionary ``chunk -> ids``; only unseen chunks run the readable algorithm above.
 Real text repeats its words (Zipf), so after a few thousand lines almost every chunk is
-a dictionary hit and pure Python keeps up with the Rust tokenizer called line by line.
+a dictionary hit and pure Python outpaces the Rust tokenizer called line by line. The
+slow path itself has ASCII shortcuts (no cleaning, CJK or accent work for ASCII, one
+regex for ASCII punctuation) that give the same result as the per-character loops.
 The cache is cleared when it reaches ``CACHE_SIZE`` entries and skips chunks longer than
 ``CACHE_MAX_CHUNK`` characters, which bounds its memory.
 
@@ -115,6 +117,11 @@ _CJK_RANGES = (
 )
 
 
+# split_on_punctuation for ASCII text in one regex pass: each of BERT's ASCII punctuation
+# characters (33-47, 58-64, 91-96, 123-126) alone, runs of anything else together.
+_ASCII_PIECES_RE = re.compile(r"[!-/:-@\[-`{-~]|[^!-/:-@\[-`{-~]+")
+
+
 def is_whitespace(char: str) -> bool:
     """True for space, tab, newline, carriage return and category Zs."""
     # \t \n \r are category Cc, but BERT counts them as whitespace, not control.
@@ -145,6 +152,8 @@ def is_punctuation(char: str) -> bool:
 def is_cjk_char(char: str) -> bool:
     """True for a code point in one of the CJK ideograph blocks BERT splits out."""
     cp = ord(char)
+    if cp < 0x3400:  # below the first block: answers most characters at once
+        return False
     return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
@@ -254,6 +263,8 @@ class BasicTokenizer:
     @staticmethod
     def clean_text(text: str) -> str:
         """Drop NUL, U+FFFD and control characters; map whitespace to a plain space."""
+        if text.isascii() and text.isprintable():
+            return text  # printable ASCII has no controls, and its only whitespace is " "
         out = []
         for char in text:
             if char == "\x00" or char == "\ufffd" or is_control(char):
@@ -264,16 +275,22 @@ class BasicTokenizer:
     @staticmethod
     def space_cjk_chars(text: str) -> str:
         """Surround every CJK ideograph with spaces (Chinese is written without them)."""
+        if not text or max(text) < "\u3400":
+            return text  # nothing at or above the first CJK block
         return "".join(f" {c} " if is_cjk_char(c) else c for c in text)
 
     @staticmethod
     def strip_accents(word: str) -> str:
         """Decompose (NFD) and drop the combining marks (category Mn): "café" -> "cafe"."""
+        if word.isascii():
+            return word  # ASCII neither decomposes nor has combining marks
         return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
 
     @staticmethod
     def split_on_punctuation(word: str) -> list[str]:
         """Make every punctuation character its own word: "can't!" -> ["can", "'", "t", "!"]."""
+        if word.isascii():
+            return _ASCII_PIECES_RE.findall(word)  # the same split, done by the regex
         pieces: list[str] = []
         current = ""
         for char in word:
@@ -701,7 +718,10 @@ class BertTokenizer:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> "BertTokenizer":
         """Load ``folder/vocab.txt``, with ``do_lower_case`` and ``model_max_length`` from
-        ``folder/tokenizer_config.json`` when present; keyword arguments override them."""
+        ``folder/tokenizer_config.json`` when present; keyword arguments override them.
+
+        A folder without ``vocab.txt`` but with a BERT ``tokenizer.json`` (what
+        transformers 5.x saves) is read from that file instead."""
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"tokenizer folder not found: {folder}")
@@ -717,8 +737,51 @@ class BertTokenizer:
             for key in ("do_lower_case", "model_max_length"):
                 if key in config:
                     kwargs[key] = config[key]
+            _check_supported_config(config, config_path, kwargs.get("do_lower_case", True))
+        vocab: Path | list[str] = folder / "vocab.txt"
+        if not vocab.is_file() and (folder / "tokenizer.json").is_file():
+            vocab, kwargs["do_lower_case"] = _read_tokenizer_json(folder / "tokenizer.json")
         kwargs.update(overrides)
-        return cls(folder / "vocab.txt", **kwargs)
+        return cls(vocab, **kwargs)
+
+
+def _read_tokenizer_json(path: Path) -> tuple[list[str], bool]:
+    """(tokens, do_lower_case) from a Hugging Face ``tokenizer.json`` of a BERT tokenizer."""
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        model, normalizer = spec["model"], spec["normalizer"] or {}
+        pre_tokenizer = spec["pre_tokenizer"] or {}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a tokenizer.json we can read ({err!r})") from None
+    lower = normalizer.get("lowercase")
+    expected = [(model.get("type"), "WordPiece"), (model.get("continuing_subword_prefix"), "##"),
+                (model.get("max_input_chars_per_word"), MAX_INPUT_CHARS_PER_WORD), (model.get("unk_token"), UNK),
+                (normalizer.get("type"), "BertNormalizer"), (normalizer.get("clean_text"), True),
+                (normalizer.get("handle_chinese_chars"), True), (normalizer.get("strip_accents"), lower),
+                (pre_tokenizer.get("type"), "BertPreTokenizer"), (isinstance(lower, bool), True)]
+    if normalizer.get("strip_accents") is None:
+        expected.pop(7)  # None means "as lowercase"
+    if any(found != wanted for found, wanted in expected):
+        raise ValueError(f"{path}: not a BERT WordPiece tokenizer with the standard settings; "
+                         "minibert cannot reproduce it")
+    return _tokens_in_id_order(model["vocab"]), lower
+
+
+def _check_supported_config(config: dict, path: Path, do_lower_case: bool) -> None:
+    """Refuse transformers tokenizer settings we do not implement, rather than silently
+    giving different ids."""
+    defaults = {"do_basic_tokenize": True, "tokenize_chinese_chars": True, "never_split": None,
+                "unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        if isinstance(value, dict):  # transformers may store special tokens as AddedToken dicts
+            value = value.get("content")
+        if value != default and not (key == "never_split" and not value):
+            raise ValueError(f"{path}: {key}={value!r} is not supported (minibert implements {default!r})")
+    strip_accents = config.get("strip_accents")
+    if strip_accents is not None and strip_accents != do_lower_case:
+        raise ValueError(f"{path}: strip_accents={strip_accents!r} with do_lower_case={do_lower_case!r} is not "
+                         "supported (minibert strips accents exactly when it lower-cases)")
 
 
 def _padding_mode(padding) -> str | None:
