@@ -371,10 +371,15 @@ class BertForMaskedLM(_HeadModel):
         self._has_loss = labels is not None
         return out
 
-    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None):
-        """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores."""
+    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, head_only=False):
+        """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores.
+
+        head_only=True stops at the head (a frozen encoder: only `cls.predictions` and, through
+        the tie, the word embeddings receive gradients).
+        """
         dh = self._mlm_backward(dloss if self._has_loss else None, dlogits)
-        self.bert.backward(dh, None, dhidden_states, dattention_scores)
+        if not head_only:
+            self.bert.backward(dh, None, dhidden_states, dattention_scores)
 
 
 class BertForPreTraining(_HeadModel):

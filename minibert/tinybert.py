@@ -113,6 +113,29 @@ def general_batches(pre: D.PretrainingData) -> D.PretrainingData:
                              np.full_like(pre.mlm_labels, D.IGNORE_INDEX), pre.next_sentence_label)
 
 
+# ========================================================================= augmentation
+
+
+def mlm_head_step(model):
+    """step_fn training only the masked-LM head over a frozen encoder (eval mode, no dropout).
+
+    The MiniLM teacher ships without an MLM head, and augmentation needs masked-word
+    candidates. Training the head alone (transform, LayerNorm, output bias; the decoder is
+    the frozen word embeddings) costs one encoder forward per batch and borrows everything
+    the teacher knows about context; a student-sized BERT pre-trained here from scratch
+    would propose mostly frequent words.
+    """
+
+    def step_fn(batch, scale):
+        model.bert.eval()
+        out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"],
+                    only_labelled=True)
+        model.backward(dloss=scale, head_only=True)
+        return {"loss": out.loss}
+
+    return step_fn
+
+
 # ============================================================================ measuring
 
 

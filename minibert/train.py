@@ -103,7 +103,7 @@ def cmd_vocab(a) -> None:
 def classification_data(a, tok):
     task = D.get_task(a.task)
     folder = Path(a.data) if a.data else find_data(TASK_DIRS[task.name], "--data")
-    train = D.read_glue(task.name, folder / "train.tsv")
+    train = D.read_glue(task.name, Path(a.train_file) if getattr(a, "train_file", None) else folder / "train.tsv")
     dev = D.read_glue(task.name, folder / "dev.tsv")
     if a.max_train_examples:
         train = train[: a.max_train_examples]
@@ -387,6 +387,54 @@ def cmd_pipeline(a) -> None:
           f"results in {out / 'results.json'}")
 
 
+def cmd_augment(a) -> None:
+    """TinyBERT data augmentation of a GLUE training file (an MLM head is trained first if needed)."""
+    from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_tsv
+    from .checkpoint import resolve_model_path
+    from .model import BertForMaskedLM
+
+    tok = load_tokenizer(a.teacher, a.vocab)
+    if a.mlm:
+        mlm = BertForMaskedLM.from_pretrained(resolve_model_path(a.mlm))
+    else:
+        head_dir = Path(a.output_dir) / "mlm-head"
+        print(f"== training a masked-LM head on the frozen {a.teacher} encoder ({a.mlm_steps} steps) -> {head_dir}",
+              file=sys.stderr)
+        mlm = BertForMaskedLM.from_pretrained(resolve_model_path(a.teacher), seed=a.seed)
+        a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask = 0.15, 20, False
+        a.heldout_fraction, a.dupe_factor, a.corpus = 0.05, 1, a.corpus
+        train, held = pretraining_data(a, tok)
+        args = TrainArgs(output_dir=str(head_dir), max_steps=a.mlm_steps, batch_size=32, lr=1e-3, warmup_ratio=0.05,
+                         weight_decay=0.0, seed=a.seed, progress=a.progress, log_steps=10)
+        Trainer(args, {"cls.predictions.": mlm.lm_head}, D.Batcher(train, 32, seed=a.seed), T.mlm_head_step(mlm),
+                lambda: evaluate_mlm(mlm, held), lambda folder: mlm.save_pretrained(folder, tokenizer=tok)).train()
+    task = D.get_task(a.task)
+    src = Path(a.data) if a.data else find_data(TASK_DIRS[task.name], "--data")
+    out = Path(a.output_dir) / "train_aug.tsv"
+    augmenter = Augmenter(MLMCandidates(mlm, tok, k=a.k), GloveNeighbours(), k=a.k, p=a.p, n_aug=a.n_aug, seed=a.seed)
+    rows = augment_tsv(task, src / "train.tsv", out, augmenter, max_examples=a.max_train_examples or None,
+                       progress=a.progress)
+    print(f"wrote {rows} rows to {out}")
+    for sentence in ["it 's a charming and often affecting journey .", "the plot is nothing but boilerplate clichés ."]:
+        for variant in augmenter.augment(sentence)[:4]:
+            print("   ", variant)
+
+
+def evaluate_mlm(model, held, batches: int = 10) -> dict:
+    """Held-out masked-word accuracy of a BertForMaskedLM."""
+    model.eval()
+    correct = total = 0
+    for idx in D.make_epoch_batches(len(held), 32, shuffle=False)[:batches]:
+        b = held.collate(idx)
+        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)
+        from .backend import to_numpy
+
+        labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]
+        correct += int((to_numpy(out.logits).argmax(-1) == labels).sum())
+        total += len(labels)
+    return {"mlm_acc": correct / max(total, 1)}
+
+
 def T_resolve(name):
     from .checkpoint import resolve_model_path
 
@@ -453,6 +501,8 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="sst-2", choices=sorted(TASK_DIRS), help="GLUE task (default: sst-2)")
     p.add_argument("--data", default=None, help="folder with the task's train.tsv and dev.tsv "
                    "(default: <data root>/SST-2 etc., data roots: $MINIBERT_DATA, ./data, ../shared/data)")
+    p.add_argument("--train-file", default=None, help="training TSV in the task's format, e.g. augment's train_aug.tsv "
+                   "(default: <data>/train.tsv)")
     p.add_argument("--max-length", type=int, default=64, help="maximum tokens per example, [CLS] and [SEP] included (default: 64)")
     p.add_argument("--max-train-examples", type=int, default=0, help="use only the first N training examples (0: all)")
     p.add_argument("--max-eval-examples", type=int, default=0, help="use only the first N dev examples (0: all)")
@@ -549,6 +599,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p, output_dir="runs/general", lr=1e-4, batch_size=32, max_steps=2000, eval_steps=500,
                     save_steps=250, warmup_ratio=0.05)
     p.set_defaults(func=cmd_distill_general)
+
+    p = sub.add_parser("augment", help="TinyBERT data augmentation of a task's train.tsv (masked-LM + GloVe candidates)")
+    p.add_argument("--task", default="sst-2", choices=sorted(TASK_DIRS), help="GLUE task (default: sst-2)")
+    p.add_argument("--data", default=None, help="folder with the task's train.tsv (default: found under the data roots)")
+    p.add_argument("--teacher", default="minilm-l6", help="encoder whose MLM head proposes words (default: minilm-l6)")
+    p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
+    p.add_argument("--mlm", default=None, help="a BertForMaskedLM folder to use as is (default: train a head, see --mlm-steps)")
+    p.add_argument("--mlm-steps", type=int, default=300, help="steps of MLM-head training on the general corpus (default: 300)")
+    p.add_argument("--corpus", nargs="+", default=None, help="corpus for the MLM head (default: WikiText-2 + the Gutenberg books)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per MLM-head training sequence (default: 128)")
+    p.add_argument("--n-aug", type=int, default=20, help="augmented copies per sentence, N_a (default: 20)")
+    p.add_argument("--p", type=float, default=0.4, help="replacement probability per word (default: 0.4)")
+    p.add_argument("--k", type=int, default=15, help="candidates per word, K (default: 15)")
+    p.add_argument("--max-train-examples", type=int, default=0, help="augment only the first N rows (0: all)")
+    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--output-dir", default="runs/augment", help="train_aug.tsv (and mlm-head/) go here (default: runs/augment)")
+    p.add_argument("--progress", type=_bool, default=True, help="progress bars (default: true)")
+    p.set_defaults(func=cmd_augment)
 
     for name, func, helptext in (
             ("distill-task", cmd_distill_task, "TinyBERT stage 2: intermediate-layer then prediction-layer distillation on a task"),
