@@ -1,9 +1,12 @@
 """minibert: BERT and TinyBERT distillation from scratch in NumPy (CuPy on a GPU)."""
-from .config import BertConfig, PRESETS
+from .checkpoint import teacher_path
+from .config import PRESETS, BertConfig
+from .distill import Distiller
 from .model import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel,
                     BertOutput)
+from .tokenizer import BertTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = ["BertConfig", "PRESETS", "BertModel", "BertForMaskedLM", "BertForPreTraining",
-           "BertForSequenceClassification", "BertOutput"]
+           "BertForSequenceClassification", "BertOutput", "BertTokenizer", "Distiller", "teacher_path"]

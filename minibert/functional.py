@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
-
 from .backend import erf, get_array_module, scatter_add
 
 # ----------------------------------------------------------------------------- Linear

@@ -31,7 +31,7 @@ from . import data as D
 from .backend import to_numpy
 from .config import PRESETS, BertConfig
 from .distill import Distiller
-from .model import BertModel, BertForSequenceClassification
+from .model import BertModel
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
+from .backend import to_numpy
+from .checkpoint import resolve_model_path
 from .config import PRESETS, BertConfig
 from . import tinybert as T
 from .distill import Distiller
@@ -70,8 +72,6 @@ def load_tokenizer(model: str, vocab: str | None) -> BertTokenizer:
     if vocab:
         return BertTokenizer(vocab)
     if model not in PRESETS:
-        from .checkpoint import resolve_model_path
-
         folder = Path(resolve_model_path(model))
         if (folder / "vocab.txt").is_file():
             return BertTokenizer.from_pretrained(folder)
@@ -83,8 +83,6 @@ def build_model(cls, model: str, tok: BertTokenizer, seed: int, **kw):
     if model in PRESETS:
         cfg = BertConfig.from_preset(model, vocab_size=len(tok))
         return cls(cfg, seed=seed, **kw)
-    from .checkpoint import resolve_model_path
-
     return cls.from_pretrained(resolve_model_path(model), **kw)
 
 
@@ -120,8 +118,6 @@ def predict(model, encoded, batch_size: int = 64):
     for idx in D.make_epoch_batches(encoded.lengths, batch_size, shuffle=False, bucket=False):
         b = encoded.collate(idx)
         out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
-        from .backend import to_numpy
-
         logits[idx] = to_numpy(out.logits)
     model.train(was_training)
     return logits
@@ -159,8 +155,6 @@ def cmd_finetune(a) -> None:
 def cmd_evaluate(a) -> None:
     tok = load_tokenizer(a.model, a.vocab)
     task, _, dev = classification_data(a, tok)
-    from .checkpoint import resolve_model_path
-
     model = BertForSequenceClassification.from_pretrained(resolve_model_path(a.model), num_labels=task.num_labels)
     metrics = D.compute_metrics(task.name, predict(model, dev), dev.labels)
     print(json.dumps({"task": task.name, "model": a.model, "examples": len(dev), **metrics}, indent=2))
@@ -186,8 +180,6 @@ def pretraining_data(a, tok):
 
 def evaluate_pretraining(model, held, batch_size: int = 64, max_batches: int = 20) -> dict:
     """Held-out masked-LM accuracy and loss, and NSP accuracy."""
-    from .backend import to_numpy
-
     model.eval()
     correct = total = nsp_correct = nsp_total = 0
     loss_sum = 0.0
@@ -238,16 +230,12 @@ def cmd_pretrain(a) -> None:
 
 def load_teacher(folder_or_name: str, num_labels: int) -> BertForSequenceClassification:
     """A fine-tuned teacher, frozen and in eval mode (deterministic distillation targets)."""
-    from .checkpoint import resolve_model_path
-
     teacher = BertForSequenceClassification.from_pretrained(resolve_model_path(folder_or_name), num_labels=num_labels)
     return teacher.eval()
 
 
 def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None) -> BertForSequenceClassification:
     """--student: teacher:0,2,4 (copy teacher layers), a preset (random), or a folder (e.g. stage 1's)."""
-    from .checkpoint import resolve_model_path
-
     kind, value = T.parse_student_spec(spec)
     if kind == "folder":
         return BertForSequenceClassification.from_pretrained(resolve_model_path(value), num_labels=num_labels, seed=seed)
@@ -262,8 +250,6 @@ def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None) -> B
 
 def cmd_distill_general(a) -> None:
     """Stage 1: the pre-trained teacher's encoder -> a fresh student encoder on the general corpus."""
-    from .checkpoint import resolve_model_path
-
     teacher = BertModel.from_pretrained(resolve_model_path(a.teacher)).eval()
     tok = load_tokenizer(a.teacher, a.vocab)
     kind, value = T.parse_student_spec(a.student)
@@ -356,7 +342,7 @@ def cmd_pipeline(a) -> None:
     else:
         tok = load_tokenizer("minilm-l6", a.vocab)
         _, train, dev = classification_data(a, tok)
-        teacher = BertForSequenceClassification.from_pretrained(T_resolve("minilm-l6"), num_labels=task.num_labels)
+        teacher = BertForSequenceClassification.from_pretrained(resolve_model_path("minilm-l6"), num_labels=task.num_labels)
         print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {task.name} examples", file=sys.stderr)
         args = TrainArgs(output_dir=str(out / "teacher"), epochs=a.teacher_epochs, batch_size=a.batch_size,
                          lr=a.teacher_lr, seed=a.seed, progress=a.progress, log_steps=a.log_steps)
@@ -390,7 +376,6 @@ def cmd_pipeline(a) -> None:
 def cmd_augment(a) -> None:
     """TinyBERT data augmentation of a GLUE training file (an MLM head is trained first if needed)."""
     from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_tsv
-    from .checkpoint import resolve_model_path
     from .model import BertForMaskedLM
 
     tok = load_tokenizer(a.teacher, a.vocab)
@@ -427,18 +412,10 @@ def evaluate_mlm(model, held, batches: int = 10) -> dict:
     for idx in D.make_epoch_batches(len(held), 32, shuffle=False)[:batches]:
         b = held.collate(idx)
         out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)
-        from .backend import to_numpy
-
         labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]
         correct += int((to_numpy(out.logits).argmax(-1) == labels).sum())
         total += len(labels)
     return {"mlm_acc": correct / max(total, 1)}
-
-
-def T_resolve(name):
-    from .checkpoint import resolve_model_path
-
-    return resolve_model_path(name)
 
 
 # ========================================================================== arguments

@@ -1,7 +1,14 @@
 """Central-difference gradient checking in float64 (shared by the test files)."""
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
+
+# With GRADCHECK_REPORT=path set, every check appends {"name", "worst_rel"} to that file
+# (one JSON object per line), so a run can list the worst error per backward.
+_REPORT = os.environ.get("GRADCHECK_REPORT")
 
 
 def numerical_grad(f, x: np.ndarray, eps: float = 1e-6, indices=None) -> np.ndarray:
@@ -43,4 +50,8 @@ def assert_grad_close(analytic, numeric, rtol=1e-6, atol=1e-8, name=""):
     ok = err <= atol + rtol * np.abs(n)
     assert ok.all(), (f"{name}: gradient mismatch, worst abs {err.max():.3e}, worst rel {rel.max():.3e} "
                       f"at {np.argmax(err)} (analytic {a[np.argmax(err)]!r}, numeric {n[np.argmax(err)]!r})")
-    return float(rel.max()) if rel.size else 0.0
+    worst = float(rel.max()) if rel.size else 0.0
+    if _REPORT:
+        with open(_REPORT, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"name": name, "worst_rel": worst}) + "\n")
+    return worst

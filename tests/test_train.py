@@ -1,6 +1,5 @@
 """The training engine: learning on real data, exact resume after SIGKILL, failures, the CLI."""
 import json
-import math
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from safetensors.numpy import load_file
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
 from minibert.tokenizer import BertTokenizer
-from minibert.train import build_parser, parse_args, predict
+from minibert.train import parse_args, predict
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
