@@ -158,20 +158,25 @@ class AdamW:
         xp = _xp(p)
         b1, b2 = self.betas
         t = self.step_count
+        # One scratch buffer and in-place ufuncs: the plain expressions in the comments would
+        # allocate five parameter-sized temporaries (38 MB each for BERT's word embeddings).
+        buf = xp.empty_like(p)
         if wd != 0.0:
             p *= 1.0 - lr * wd                             # θ ← θ − η·λ·θ
         m *= b1
-        m += (1.0 - b1) * g                                # m ← β1·m + (1 − β1)·g
+        m += xp.multiply(g, 1.0 - b1, out=buf)             # m ← β1·m + (1 − β1)·g
         v *= b2
-        v += (1.0 - b2) * (g * g)                          # v ← β2·v + (1 − β2)·g²
+        xp.multiply(g, g, out=buf)
+        v += xp.multiply(buf, 1.0 - b2, out=buf)           # v ← β2·v + (1 − β2)·g²
+        denom = xp.sqrt(v, out=buf)
+        step_size = lr
         if self.bias_correction:
             step_size = lr / (1.0 - b1**t)                 # η / (1 − β1^t): folds m̂ into the step
-            denom = xp.sqrt(v) / math.sqrt(1.0 - b2**t)    # √v̂ = √v / √(1 − β2^t)
-        else:
-            step_size = lr
-            denom = xp.sqrt(v)
+            denom /= math.sqrt(1.0 - b2**t)                # √v̂ = √v / √(1 − β2^t)
         denom += self.eps                                  # √v̂ + ε
-        p -= step_size * (m / denom)                       # θ ← θ − η · m̂ / (√v̂ + ε)
+        update = xp.divide(m, denom, out=buf)              # m̂ / (√v̂ + ε), up to the folded factor
+        update *= step_size
+        p -= update                                        # θ ← θ − η · m̂ / (√v̂ + ε)
 
     def _check_grads(self, grads: dict) -> None:
         missing = [n for n in self.params if n not in grads]
@@ -312,16 +317,19 @@ class BertAdam(AdamW):
         """BertAdam for one parameter (the equations of the class docstring, in order)."""
         xp = _xp(p)
         b1, b2 = self.betas
+        buf = xp.empty_like(p)  # one scratch buffer, as in AdamW._update
         m *= b1
-        m += (1.0 - b1) * g                                # m ← β1·m + (1 − β1)·g
+        m += xp.multiply(g, 1.0 - b1, out=buf)             # m ← β1·m + (1 − β1)·g
         v *= b2
-        v += (1.0 - b2) * (g * g)                          # v ← β2·v + (1 − β2)·g²
-        denom = xp.sqrt(v)
+        xp.multiply(g, g, out=buf)
+        v += xp.multiply(buf, 1.0 - b2, out=buf)           # v ← β2·v + (1 − β2)·g²
+        denom = xp.sqrt(v, out=buf)
         denom += self.eps
-        u = m / denom                                      # u = m / (√v + ε)
+        u = xp.divide(m, denom, out=buf)                   # u = m / (√v + ε)
         if wd != 0.0:
             u += wd * p                                    # u += λ·θ
-        p -= lr * u                                        # θ ← θ − η·u
+        u *= lr
+        p -= u                                             # θ ← θ − η·u
 
 
 def _check_hyperparameters(lr, betas, eps, weight_decay) -> None:
@@ -411,9 +419,10 @@ def make_schedule(name: str, total_steps: int, warmup_steps: int = 0) -> Callabl
 
 
 def _sum_of_squares(g):
-    """Σ g² as a 0-d float64 array on g's device (float64 accumulation)."""
+    """Σ g² as a 0-d float64 array on g's device (a BLAS dot in g's dtype)."""
     xp = _xp(g)
-    return xp.sum(xp.square(g), dtype=xp.float64)
+    flat = g.reshape(-1)
+    return xp.asarray(xp.dot(flat, flat), dtype=xp.float64)  # one BLAS pass, no g² temporary
 
 
 def clip_grad_norm(grads: dict, max_norm: float):
