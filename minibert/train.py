@@ -180,6 +180,7 @@ def pretraining_data(a, tok):
 
 def evaluate_pretraining(model, held, batch_size: int = 64, max_batches: int = 20) -> dict:
     """Held-out masked-LM accuracy and loss, and NSP accuracy."""
+    was_training = model.training
     model.eval()
     correct = total = nsp_correct = nsp_total = 0
     loss_sum = 0.0
@@ -197,7 +198,7 @@ def evaluate_pretraining(model, held, batch_size: int = 64, max_batches: int = 2
         loss_sum += float(out.mlm_loss) * n
         nsp_correct += int((to_numpy(out.seq_relationship_logits).argmax(-1) == b["next_sentence_label"]).sum())
         nsp_total += len(idx)
-    model.train()
+    model.train(was_training)
     return {"mlm_acc": correct / max(total, 1), "mlm_loss": loss_sum / max(total, 1), "nsp_acc": nsp_correct / max(nsp_total, 1)}
 
 
@@ -406,7 +407,7 @@ def cmd_augment(a) -> None:
 
 
 def evaluate_mlm(model, held, batches: int = 10) -> dict:
-    """Held-out masked-word accuracy of a BertForMaskedLM."""
+    """Held-out masked-word accuracy of a BertForMaskedLM (the model is left in eval mode: a frozen encoder)."""
     model.eval()
     correct = total = 0
     for idx in D.make_epoch_batches(len(held), 32, shuffle=False)[:batches]:

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: in notebooks too, without ipywidgets
 
 from .backend import get_array_module, to_device, to_numpy
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
