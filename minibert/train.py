@@ -71,6 +71,8 @@ def load_tokenizer(model: str, vocab: str | None) -> BertTokenizer:
     """--vocab wins; else the model folder's vocab.txt; else BERT's uncased vocabulary."""
     if vocab:
         return BertTokenizer(vocab)
+    if model.startswith("teacher:"):
+        model = "minilm-l6"
     if model not in PRESETS:
         folder = Path(resolve_model_path(model))
         if (folder / "vocab.txt").is_file():
@@ -126,7 +128,11 @@ def predict(model, encoded, batch_size: int = 64):
 def cmd_finetune(a) -> None:
     tok = load_tokenizer(a.model, a.vocab)
     task, train, dev = classification_data(a, tok)
-    model = build_model(BertForSequenceClassification, a.model, tok, a.seed, num_labels=task.num_labels)
+    if a.model.startswith("teacher:"):  # layers copied from the pre-trained MiniLM (a DistilBERT-style baseline)
+        source = BertForSequenceClassification.from_pretrained(resolve_model_path("minilm-l6"), num_labels=task.num_labels)
+        model = build_student(a.model, task.num_labels, tok, a.seed, source)
+    else:
+        model = build_model(BertForSequenceClassification, a.model, tok, a.seed, num_labels=task.num_labels)
     if a.device != "numpy":
         model.to(a.device)
     args = train_args(a, metric_for_best=task.main_metric)
@@ -489,7 +495,8 @@ def add_task_flags(p: argparse.ArgumentParser) -> None:
 def add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--model", default=default,
                    help=f"a preset for a fresh random model ({', '.join(sorted(PRESETS))}), a Hugging Face "
-                        f"folder (config.json + model.safetensors), or minilm-l6 (the teacher package) (default: {default})")
+                        f"folder (config.json + model.safetensors), minilm-l6 (the teacher package), or teacher:0,2,4 "
+                        f"(those MiniLM layers, finetune only) (default: {default})")
     p.add_argument("--vocab", default=None, help="vocab.txt to use (default: the model folder's, else bert-base-uncased)")
 
 
