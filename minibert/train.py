@@ -268,7 +268,8 @@ def cmd_distill_general(a) -> None:
         student = BertModel.from_pretrained(resolve_model_path(value))
     distiller = Distiller(student.config, teacher.config, strategy=a.mapping, seed=a.seed)
     print("building the general corpus ...", file=sys.stderr)
-    a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask, a.dupe_factor = 0.0, 1, False, a.dupe_factor
+    # plain text: one "masked" token per sequence, which general_batches then puts back
+    a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask = 0.0, 1, False
     train, held = pretraining_data(a, tok)
     train, held = T.general_batches(train), T.general_batches(held)
     print(f"{len(train)} training sequences of length {a.max_seq_length}; student {student.num_parameters():,} "
@@ -393,8 +394,8 @@ def cmd_augment(a) -> None:
         print(f"== training a masked-LM head on the frozen {a.teacher} encoder ({a.mlm_steps} steps) -> {head_dir}",
               file=sys.stderr)
         mlm = BertForMaskedLM.from_pretrained(resolve_model_path(a.teacher), seed=a.seed)
-        a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask = 0.15, 20, False
-        a.heldout_fraction, a.dupe_factor, a.corpus = 0.05, 1, a.corpus
+        a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask = 0.15, 20, False  # BERT's MLM data
+        a.heldout_fraction, a.dupe_factor = 0.05, 1
         train, held = pretraining_data(a, tok)
         args = TrainArgs(output_dir=str(head_dir), max_steps=a.mlm_steps, batch_size=32, lr=1e-3, warmup_ratio=0.05,
                          weight_decay=0.0, seed=a.seed, progress=a.progress, log_steps=10)

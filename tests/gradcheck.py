@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-# With GRADCHECK_REPORT=path set, every check appends {"name", "worst_rel"} to that file
+# With GRADCHECK_REPORT=path set, every check appends {"name", "worst_scaled"} to that file
 # (one JSON object per line), so a run can list the worst error per backward.
 _REPORT = os.environ.get("GRADCHECK_REPORT")
 
@@ -51,7 +51,9 @@ def assert_grad_close(analytic, numeric, rtol=1e-6, atol=1e-8, name=""):
     assert ok.all(), (f"{name}: gradient mismatch, worst abs {err.max():.3e}, worst rel {rel.max():.3e} "
                       f"at {np.argmax(err)} (analytic {a[np.argmax(err)]!r}, numeric {n[np.argmax(err)]!r})")
     worst = float(rel.max()) if rel.size else 0.0
-    if _REPORT:
+    if _REPORT and err.size:
+        # error relative to the tensor's gradient scale (absolute below 1e-6: exactly-zero gradients)
+        scaled = float(err.max() / max(np.abs(n).max(), 1e-6))
         with open(_REPORT, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"name": name, "worst_rel": worst}) + "\n")
+            fh.write(json.dumps({"name": name, "worst_scaled": scaled}) + "\n")
     return worst
