@@ -289,12 +289,14 @@ class BertLMPredictionHead(Module):
         self._cache = (act_cache, t)
         return logits
 
-    def backward(self, dlogits):
+    def backward(self, dlogits, tied_grad: bool = True):
+        """tied_grad=False skips the (V, H) gradient of the frozen, tied word embeddings."""
         act_cache, t = self._pop_cache()
         E = self.word_embeddings.params["weight"]
         # logits = t @ E.T + bias: the tied weight gets this path's gradient added to its own
         self.grads["bias"] += dlogits.sum(axis=0)
-        self.word_embeddings.grads["weight"] += dlogits.T @ t  # (V, H)
+        if tied_grad:
+            self.word_embeddings.grads["weight"] += dlogits.T @ t  # (V, H)
         dt = dlogits @ E  # (N, H)
         # t = self.norm.forward(t)
         dt = self.norm.backward(dt)
@@ -333,7 +335,7 @@ class _HeadModel(Module):
         self._mlm_shape = (B, T, H, positions)
         return logits, loss, positions
 
-    def _mlm_backward(self, dloss, dlogits):
+    def _mlm_backward(self, dloss, dlogits, tied_grad=True):
         B, T, H, positions = self._mlm_shape
         V = self.config.vocab_size
         g = None
@@ -343,7 +345,7 @@ class _HeadModel(Module):
             g = dlogits.reshape(-1, V) if g is None else g + dlogits.reshape(-1, V)
         if g is None:
             return None
-        dflat = self.lm_head.backward(g)  # (P or B*T, H)
+        dflat = self.lm_head.backward(g, tied_grad)  # (P or B*T, H)
         if positions is None:
             return dflat.reshape(B, T, H)
         dh = self.bert.xp.zeros((B * T, H), dtype=dflat.dtype)
@@ -374,10 +376,10 @@ class BertForMaskedLM(_HeadModel):
     def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, head_only=False):
         """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores.
 
-        head_only=True stops at the head (a frozen encoder: only `cls.predictions` and, through
-        the tie, the word embeddings receive gradients).
+        head_only=True stops at the head (a frozen encoder: only `cls.predictions` receives
+        gradients; the tied word embeddings do not).
         """
-        dh = self._mlm_backward(dloss if self._has_loss else None, dlogits)
+        dh = self._mlm_backward(dloss if self._has_loss else None, dlogits, tied_grad=not head_only)
         if not head_only:
             self.bert.backward(dh, None, dhidden_states, dattention_scores)
 

@@ -95,13 +95,15 @@ def load_fit_dense(distiller: Distiller, folder) -> bool:
 def distill_step(student, teacher, distiller: Distiller, stage: str):
     """step_fn for the trainer: teacher forward (a constant), student forward, losses, backward."""
 
+    logged = ("pred",) if stage == "prediction" else ("att", "rep")  # the stage's losses, no device sync
+
     def step_fn(batch, scale):
         ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
         t_out = teacher(ids, types, mask)
         s_out = student(ids, types, mask)
         losses = distiller(s_out, t_out, stage=stage)
         distiller.backward_into(student, scale)
-        return {"loss": losses["total"], **{k: losses[k] for k in ("att", "rep", "pred") if float(losses[k]) != 0}}
+        return {"loss": losses["total"], **{k: losses[k] for k in logged}}
 
     return step_fn
 
@@ -163,18 +165,20 @@ def encoder_params(model) -> int:
 def describe(model, task: str, dev, predict, repeats: int = 10) -> dict:
     """Accuracy (task metrics), parameters and latency at batch 1 and 32, sequence 64."""
     metrics = D.compute_metrics(task, predict(model, dev), dev.labels)
-    return {**metrics, "accuracy": metrics.get("acc"), "params": model.num_parameters(),
+    main = D.get_task(task).main_metric  # acc for SST-2/MRPC, mcc for CoLA
+    return {**metrics, "accuracy": metrics.get("acc"), "main_metric": main, "score": metrics[main],
+            "params": model.num_parameters(),
             "encoder_params": encoder_params(model),
             "latency_ms": measure_latency(model, 1, 64, repeats), "latency_ms_b32": measure_latency(model, 32, 64, max(3, repeats // 3))}
 
 
 def results_table(results: dict) -> str:
     """A small text table: one row per model in results (teacher first)."""
-    rows = [("model", "params", "encoder", "dev acc", "latency b1 (ms)", "latency b32 (ms)")]
+    rows = [("model", "params", "encoder", "dev metric", "latency b1 (ms)", "latency b32 (ms)")]
     for name, r in results.items():
         if not isinstance(r, dict) or "params" not in r:
             continue
-        rows.append((name, f"{r['params']:,}", f"{r['encoder_params']:,}", f"{100 * r['accuracy']:.2f}",
+        rows.append((name, f"{r['params']:,}", f"{r['encoder_params']:,}", f"{r['main_metric']} {100 * r['score']:.2f}",
                      f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]

@@ -371,12 +371,12 @@ def cmd_pipeline(a) -> None:
                "student_folder": res["folder"], "best_dev": res["best_dev"],
                "wall_s": round(time.perf_counter() - t0, 1)}
     t, s = results["teacher"], results["student"]
-    results["retained"] = s["accuracy"] / t["accuracy"]
+    results["retained"] = s["score"] / t["score"]  # of the task's main metric
     results["speedup_b1"] = t["latency_ms"] / s["latency_ms"]
     results["speedup_b32"] = t["latency_ms_b32"] / s["latency_ms_b32"]
     T.write_results(out, results)
     print(T.results_table(results))
-    print(f"student keeps {100 * results['retained']:.1f}% of the teacher's dev accuracy at "
+    print(f"student keeps {100 * results['retained']:.1f}% of the teacher's dev {t['main_metric']} at "
           f"{results['speedup_b1']:.1f}x (batch 1) / {results['speedup_b32']:.1f}x (batch 32) its speed; "
           f"results in {out / 'results.json'}")
 
@@ -395,7 +395,6 @@ def cmd_augment(a) -> None:
               file=sys.stderr)
         mlm = BertForMaskedLM.from_pretrained(resolve_model_path(a.teacher), seed=a.seed)
         a.masked_lm_prob, a.max_predictions_per_seq, a.whole_word_mask = 0.15, 20, False  # BERT's MLM data
-        a.heldout_fraction, a.dupe_factor = 0.05, 1
         train, held = pretraining_data(a, tok)
         args = TrainArgs(output_dir=str(head_dir), max_steps=a.mlm_steps, batch_size=32, lr=1e-3, warmup_ratio=0.05,
                          weight_decay=0.0, seed=a.seed, progress=a.progress, log_steps=10)
@@ -501,6 +500,15 @@ def add_model_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--vocab", default=None, help="vocab.txt to use (default: the model folder's, else bert-base-uncased)")
 
 
+def add_corpus_flags(p: argparse.ArgumentParser, dupe_factor: int) -> None:
+    """The general corpus: files, sequence length, passes, held-out documents."""
+    p.add_argument("--corpus", nargs="+", default=None, help="corpus files or folders (default: WikiText-2 + the Gutenberg books)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence (default: 128)")
+    p.add_argument("--dupe-factor", type=int, default=dupe_factor,
+                   help=f"passes over the corpus with different pairings and masks (default: {dupe_factor})")
+    p.add_argument("--heldout-fraction", type=float, default=0.05, help="documents held out for evaluation (default: 0.05)")
+
+
 def add_distill_task_flags(p: argparse.ArgumentParser, teacher_required: bool) -> None:
     p.add_argument("--teacher", default="runs/teacher-sst2" if teacher_required else None,
                    help="folder of the teacher fine-tuned on the task" + (" (default: runs/teacher-sst2)" if teacher_required
@@ -556,13 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pre-train a BERT with masked-LM + next-sentence prediction")
     add_model_flags(p, "tiny")
-    p.add_argument("--corpus", nargs="+", default=None, help="corpus files or folders (default: WikiText-2 + the Gutenberg books)")
-    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per instance (default: 128)")
+    add_corpus_flags(p, dupe_factor=2)
     p.add_argument("--masked-lm-prob", type=float, default=0.15, help="fraction of tokens to predict (default: 0.15)")
     p.add_argument("--max-predictions-per-seq", type=int, default=20, help="cap on predicted tokens per instance (default: 20)")
     p.add_argument("--whole-word-mask", action="store_true", help="mask all pieces of a word together")
-    p.add_argument("--dupe-factor", type=int, default=2, help="passes over the corpus with different masks (default: 2)")
-    p.add_argument("--heldout-fraction", type=float, default=0.05, help="documents held out for evaluation (default: 0.05)")
     add_train_flags(p, output_dir="runs/pretrain", lr=1e-3, batch_size=32, max_steps=1000, eval_steps=200,
                     save_steps=200, warmup_ratio=0.05)
     p.set_defaults(func=cmd_pretrain)
@@ -578,10 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", default="tinybert-3", help="a preset (random init), teacher:0,2,4 (copied layers) or a folder (default: tinybert-3)")
     p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
     p.add_argument("--mapping", default="uniform", choices=["uniform", "top", "bottom"], help="layer mapping (default: uniform)")
-    p.add_argument("--corpus", nargs="+", default=None, help="corpus files or folders (default: WikiText-2 + the Gutenberg books)")
-    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence (default: 128)")
-    p.add_argument("--dupe-factor", type=int, default=1, help="passes over the corpus with different pairings (default: 1)")
-    p.add_argument("--heldout-fraction", type=float, default=0.05, help="documents held out for the loss check (default: 0.05)")
+    add_corpus_flags(p, dupe_factor=1)
     add_train_flags(p, output_dir="runs/general", lr=1e-4, batch_size=32, max_steps=2000, eval_steps=500,
                     save_steps=250, warmup_ratio=0.05)
     p.set_defaults(func=cmd_distill_general)
@@ -593,8 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
     p.add_argument("--mlm", default=None, help="a BertForMaskedLM folder to use as is (default: train a head, see --mlm-steps)")
     p.add_argument("--mlm-steps", type=int, default=300, help="steps of MLM-head training on the general corpus (default: 300)")
-    p.add_argument("--corpus", nargs="+", default=None, help="corpus for the MLM head (default: WikiText-2 + the Gutenberg books)")
-    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per MLM-head training sequence (default: 128)")
+    add_corpus_flags(p, dupe_factor=1)
     p.add_argument("--n-aug", type=int, default=20, help="augmented copies per sentence, N_a (default: 20)")
     p.add_argument("--p", type=float, default=0.4, help="replacement probability per word (default: 0.4)")
     p.add_argument("--k", type=int, default=15, help="candidates per word, K (default: 15)")

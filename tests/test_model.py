@@ -460,3 +460,24 @@ def test_config_json_round_trip(tmp_path):
 
 def test_public_api_exports():
     assert minibert.BertModel is BertModel and minibert.BertConfig is BertConfig
+
+
+def test_head_only_backward_trains_the_mlm_head_alone():
+    """head_only: the head gets the same gradients as a full backward, the (frozen) encoder and
+    the tied word embeddings get none."""
+    rng = np.random.default_rng(8)
+    cfg = small_config()
+    ids, types, mask = random_batch(rng, cfg, 2, 5, False)
+    labels = np.where(rng.random((2, 5)) < 0.5, ids, -100)
+    labels[0, 0] = 3
+    full, head = (BertForMaskedLM(cfg, seed=1).astype(np.float64).eval() for _ in range(2))
+    full(ids, types, mask, labels=labels)
+    full.backward()
+    head(ids, types, mask, labels=labels)
+    head.backward(head_only=True)
+    for name, g in head.named_gradients().items():
+        if name.startswith("cls."):
+            np.testing.assert_allclose(g, full.named_gradients()[name], rtol=1e-12, atol=1e-15, err_msg=name)
+            assert np.abs(g).sum() > 0, name
+        else:
+            assert not g.any(), name

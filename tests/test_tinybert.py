@@ -88,6 +88,7 @@ def test_pipeline_writes_results_and_table(tmp_path, capsys):
           "--eval-steps", "2", "--batch-size", "16", "--progress", "false", "--output-dir", str(out)])
     results = json.loads((out / "results.json").read_text())
     assert 0 < results["student"]["accuracy"] <= 1 and 0 < results["teacher"]["accuracy"] <= 1
+    assert results["student"]["score"] == results["student"]["acc"] and results["student"]["main_metric"] == "acc"
     assert results["student"]["encoder_params"] * 2 == results["teacher"]["encoder_params"]  # 3 of 6 layers
     assert "teacher" in capsys.readouterr().out
     assert (Path(results["student_folder"]) / "model.safetensors").is_file()
