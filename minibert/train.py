@@ -130,7 +130,7 @@ def cmd_finetune(a) -> None:
     task, train, dev = classification_data(a, tok)
     if a.model.startswith("teacher:"):  # layers copied from the pre-trained MiniLM (a DistilBERT-style baseline)
         source = BertForSequenceClassification.from_pretrained(resolve_model_path("minilm-l6"), num_labels=task.num_labels)
-        model = build_student(a.model, task.num_labels, tok, a.seed, source)
+        model = build_student(a.model, task.num_labels, tok, a.seed, source, copy_classifier=False)
     else:
         model = build_model(BertForSequenceClassification, a.model, tok, a.seed, num_labels=task.num_labels)
     if a.device != "numpy":
@@ -241,8 +241,12 @@ def load_teacher(folder_or_name: str, num_labels: int) -> BertForSequenceClassif
     return teacher.eval()
 
 
-def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None) -> BertForSequenceClassification:
-    """--student: teacher:0,2,4 (copy teacher layers), a preset (random), or a folder (e.g. stage 1's)."""
+def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None,
+                  copy_classifier: bool = True) -> BertForSequenceClassification:
+    """--student: teacher:0,2,4 (copy teacher layers), a preset (random), or a folder (e.g. stage 1's).
+
+    With copied layers the student also starts from the teacher's classifier (copy_classifier), which reads
+    the same pooled space; finetune's pre-trained MiniLM source has no trained classifier to copy."""
     kind, value = T.parse_student_spec(spec)
     if kind == "folder":
         return BertForSequenceClassification.from_pretrained(resolve_model_path(value), num_labels=num_labels, seed=seed)
@@ -250,8 +254,12 @@ def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None) -> B
         return BertForSequenceClassification(BertConfig.from_preset(value, vocab_size=len(tok)), num_labels, seed=seed)
     encoder = T.student_from_teacher_layers(teacher.bert, value, seed=seed)
     student = BertForSequenceClassification(encoder.config, num_labels, seed=seed)
+    params = student.named_parameters()
     for name, p in encoder.named_parameters().items():
-        student.named_parameters()["bert." + name][...] = p
+        params["bert." + name][...] = p
+    if copy_classifier:
+        for name in ("classifier.weight", "classifier.bias"):
+            params[name][...] = teacher.named_parameters()[name]
     return student
 
 
