@@ -77,11 +77,11 @@ OTHER = "other"
 MINIBERT_GROUPS = [
     (r"^functional\.linear_|^nn\.Linear\.|^model\.BertLayer\._qkv_weights$", LINEAR),
     (r"^model\.BertLMPredictionHead\.", DECODER),  # its own dense/GELU/LayerNorm are children
-    (r"^functional\.attention_", ATTENTION),
-    (r"^functional\.softmax_", SOFTMAX),
-    (r"^functional\.gelu|^backend\.erf$", GELU),
-    (r"^functional\.layernorm_|^nn\.LayerNorm\.", LAYERNORM),
-    (r"^functional\.dropout_|^nn\.Dropout\.|^backend\.RNG\.random$", DROPOUT),
+    (r"^(functional|fast)\.attention_", ATTENTION),
+    (r"^(functional|fast)\.softmax_", SOFTMAX),
+    (r"^(functional|fast)\.gelu|^backend\.erf$", GELU),
+    (r"^(functional|fast)\.layernorm_|^nn\.LayerNorm\.", LAYERNORM),
+    (r"^(functional|fast)\.dropout_|^nn\.Dropout\.|^backend\.RNG\.random$", DROPOUT),
     (r"^functional\.embedding_|^nn\.Embedding\.|^model\.BertEmbeddings\.|^backend\.scatter_add$", EMBEDDING),
     (r"^functional\.tanh_", TANH),
     (r"^losses\.|^functional\.log_softmax$|^model\._HeadModel\._mlm_", LOSS),
@@ -120,10 +120,11 @@ def first_match(name: str | None, table) -> str | None:
 
 def minibert_functions() -> dict[tuple[str, int], str]:
     """(file, first line) -> 'module.Class.function' for every function defined in minibert/."""
-    from minibert import backend, functional, losses, model, nn, optim
+    from minibert import backend, fast, functional, losses, model, nn, optim
 
     names = {}
-    for mod in (backend, functional, losses, model, nn, optim):
+    # fast.py's helpers (for_blocks, its closures) match no group: they count for their callers
+    for mod in (backend, fast, functional, losses, model, nn, optim):
         short = mod.__name__.rsplit(".", 1)[-1]
         for obj_name, obj in vars(mod).items():
             if getattr(obj, "__module__", None) != mod.__name__:

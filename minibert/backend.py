@@ -81,15 +81,15 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def erf(x):
+def erf(x, out=None):
     """The error function, accurate to float64 precision (used by the exact GELU)."""
     if get_array_module(x) is np:
         from scipy.special import erf as _erf
 
-        return _erf(x)
+        return _erf(x, out=out)
     from cupyx.scipy.special import erf as _erf  # pragma: no cover - GPU only
 
-    return _erf(x)
+    return _erf(x, out=out)
 
 
 def scatter_add(target, index, values) -> None:

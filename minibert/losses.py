@@ -20,12 +20,8 @@ class CrossEntropyCache(NamedTuple):
     count: int
 
 
-def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
-    """Mean of -log softmax(logits)[label] over rows whose label != ignore_index.
-
-    logits (N, C), labels (N,) integer. With no labelled row the loss is 0 (not NaN) and the
-    gradient is zero.
-    """
+def check_labels(logits, labels, ignore_index: int = IGNORE_INDEX):
+    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of valid rows."""
     xp = get_array_module(logits)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy: logits (N, C) and labels (N,) expected, got {logits.shape} and {labels.shape}")
@@ -34,9 +30,18 @@ def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
     bad = valid & ((labels < 0) | (labels >= C))
     if bool(bad.any()):
         raise ValueError(f"cross_entropy: label outside [0, {C}) (and not {ignore_index}): {labels[bad][:5].tolist()}")
-    count = int(valid.sum())
+    return valid, xp.where(valid, labels, 0), int(valid.sum())
+
+
+def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
+    """Mean of -log softmax(logits)[label] over rows whose label != ignore_index.
+
+    logits (N, C), labels (N,) integer. With no labelled row the loss is 0 (not NaN) and the
+    gradient is zero.
+    """
+    xp = get_array_module(logits)
+    valid, safe, count = check_labels(logits, labels, ignore_index)
     logp = log_softmax(logits)  # (N, C)
-    safe = xp.where(valid, labels, 0)  # (N,) ignored rows point at class 0 and are masked out
     picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]  # (N,)
     loss = -(picked * valid).sum() / max(count, 1)
     return loss.astype(logits.dtype), CrossEntropyCache(xp.exp(logp), safe, valid, count)

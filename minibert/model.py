@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functional as F
+from . import fast as F  # functional.py's kernels, the hot ones made fast
 from .backend import RNG, get_array_module
 from .config import BertConfig
-from .losses import cross_entropy_backward, cross_entropy_forward, mse_backward, mse_forward
+from .losses import mse_backward, mse_forward
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
 
 # Added to the scores of padded keys. Finite, as in BERT/TinyBERT: exp underflows to 0 all
@@ -331,7 +331,7 @@ class _HeadModel(Module):
             flat_labels = None if labels is None else labels.reshape(-1)
         loss = None
         if labels is not None:
-            loss, self._mlm_loss_cache = cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), flat_labels)
+            loss, self._mlm_loss_cache = F.cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), flat_labels)
         self._mlm_shape = (B, T, H, positions)
         return logits, loss, positions
 
@@ -340,7 +340,7 @@ class _HeadModel(Module):
         V = self.config.vocab_size
         g = None
         if dloss is not None:
-            g = cross_entropy_backward(dloss, self._mlm_loss_cache)  # (N, V)
+            g = F.cross_entropy_backward(dloss, self._mlm_loss_cache)  # (N, V)
         if dlogits is not None:
             g = dlogits.reshape(-1, V) if g is None else g + dlogits.reshape(-1, V)
         if g is None:
@@ -400,7 +400,7 @@ class BertForPreTraining(_HeadModel):
         out.logits, out.mlm_loss, out.mlm_positions = self._mlm_forward(out.last_hidden_state, labels, only_labelled)
         out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)  # (B, 2)
         if next_sentence_label is not None:
-            out.nsp_loss, self._nsp_cache = cross_entropy_forward(out.seq_relationship_logits, next_sentence_label)
+            out.nsp_loss, self._nsp_cache = F.cross_entropy_forward(out.seq_relationship_logits, next_sentence_label)
         if out.mlm_loss is not None and out.nsp_loss is not None:
             out.loss = out.mlm_loss + out.nsp_loss
         self._losses = (out.mlm_loss is not None, out.nsp_loss is not None)
@@ -409,7 +409,7 @@ class BertForPreTraining(_HeadModel):
     def backward(self, dloss=1.0, dlogits=None, dseq_relationship_logits=None, dhidden_states=None, dattention_scores=None):
         has_mlm, has_nsp = self._losses
         dh = self._mlm_backward(dloss if has_mlm else None, dlogits)
-        dnsp = cross_entropy_backward(dloss, self._nsp_cache) if has_nsp else None
+        dnsp = F.cross_entropy_backward(dloss, self._nsp_cache) if has_nsp else None
         if dseq_relationship_logits is not None:
             dnsp = dseq_relationship_logits if dnsp is None else dnsp + dseq_relationship_logits
         dpooled = self.nsp_head.backward(dnsp) if dnsp is not None else None
@@ -440,7 +440,7 @@ class BertForSequenceClassification(_HeadModel):
                 out.loss, cache = mse_forward(out.logits[:, 0], labels.astype(out.logits.dtype))
                 self._loss_cache = ("mse", cache)
             else:
-                out.loss, cache = cross_entropy_forward(out.logits, labels)
+                out.loss, cache = F.cross_entropy_forward(out.logits, labels)
                 self._loss_cache = ("ce", cache)
         return out
 
@@ -448,7 +448,7 @@ class BertForSequenceClassification(_HeadModel):
         g = None
         if self._loss_cache is not None:
             kind, cache = self._loss_cache
-            g = cross_entropy_backward(dloss, cache) if kind == "ce" else mse_backward(dloss, cache)[:, None]
+            g = F.cross_entropy_backward(dloss, cache) if kind == "ce" else mse_backward(dloss, cache)[:, None]
         if dlogits is not None:
             g = dlogits if g is None else g + dlogits
         if g is None:

@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import fast
+
 __all__ = [
     "AdamW",
     "BertAdam",
@@ -151,7 +153,9 @@ class AdamW:
         self.step_count += 1
         for name, p in self.params.items():
             wd = 0.0 if name in self.no_decay else self.weight_decay
-            self._update(p, grads[name], self.exp_avg[name], self.exp_avg_sq[name], lr, wd)
+            # in cache-sized blocks, in threads (fast.for_elements): the update is element-wise
+            fast.for_elements(lambda *blocks: self._update(*blocks, lr, wd), p, grads[name], self.exp_avg[name],
+                              self.exp_avg_sq[name])
 
     def _update(self, p, g, m, v, lr: float, wd: float) -> None:
         """AdamW for one parameter (the equations of the class docstring, in order)."""
