@@ -285,19 +285,21 @@ class BertLMPredictionHead(Module):
         t, act_cache = self.act_forward(t)  # (N, H)
         t = self.norm.forward(t)  # (N, H)
         E = self.word_embeddings.params["weight"]  # (V, H)
-        logits = t @ E.T + self.params["bias"]  # (N, V) the decoder, tied to the input embeddings
-        self._cache = (act_cache, t)
+        logits, dec_cache = F.linear_forward(t, E, self.params["bias"])  # (N, V) the decoder, tied to the input embeddings
+        self._cache = (act_cache, dec_cache)
         return logits
 
     def backward(self, dlogits, tied_grad: bool = True):
         """tied_grad=False skips the (V, H) gradient of the frozen, tied word embeddings."""
-        act_cache, t = self._pop_cache()
-        E = self.word_embeddings.params["weight"]
-        # logits = t @ E.T + bias: the tied weight gets this path's gradient added to its own
-        self.grads["bias"] += dlogits.sum(axis=0)
+        act_cache, dec_cache = self._pop_cache()
+        # logits = t E^T + bias: the tied weight gets this path's gradient added to its own
         if tied_grad:
-            self.word_embeddings.grads["weight"] += dlogits.T @ t  # (V, H)
-        dt = dlogits @ E  # (N, H)
+            dt, dE, dbias = F.linear_backward(dlogits, dec_cache)  # (N, H), (V, H), (V,)
+            self.word_embeddings.grads["weight"] += dE
+        else:
+            dt = F.linear_forward(dlogits, dec_cache.W.T)[0]  # (N, H) = dlogits E, no (V, H) product
+            dbias = dlogits.sum(axis=0)
+        self.grads["bias"] += dbias
         # t = self.norm.forward(t)
         dt = self.norm.backward(dt)
         # t, act_cache = self.act_forward(t)
