@@ -31,8 +31,9 @@ Methodology
   * Before timing, a parity check runs each pair once in eval mode (dropout off) and
     requires the same loss/logits, so a benchmark can never compare two different
     computations (for example a gathered variant that scores the wrong positions).
-  * torch uses `torch.set_num_threads(2)` (`--torch-threads`); NumPy uses whatever its BLAS
-    is configured with (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS; printed in the header).
+  * torch uses `torch.set_num_threads(2)` (`--torch-threads`); minibert runs its kernels on
+    its own thread pool (minibert/fast.py: MINIBERT_NUM_THREADS, default all cores) and sets
+    NumPy's BLAS to one thread at its first kernel; MINIBERT_FAST=0 times the plain kernels.
   * Inputs: random token ids in [1000, 30000), token_type_ids 0, attention_mask all ones,
     random labels (seeded, identical for both libraries).
 
@@ -109,8 +110,12 @@ def machine_info(device: str) -> dict:
                                for p in threadpool_info()]
     except ImportError:
         pass
-    info["thread_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                     "MKL_NUM_THREADS") if k in os.environ}
+    info["thread_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                     "MINIBERT_NUM_THREADS", "MINIBERT_FAST") if k in os.environ}
+    from minibert import fast
+
+    info["minibert_kernels"] = (f"fast.py, {fast.num_threads()} threads, BLAS single-threaded" if fast.ENABLED
+                                else "functional.py (MINIBERT_FAST=0)")
     try:
         import scipy
 

@@ -1,0 +1,74 @@
+"""Which student? Encoder parameters and forward latency of candidate student shapes vs the teacher.
+
+TinyBERT's targets are relative to the teacher (all-MiniLM-L6-v2: 6 layers x 384): at most
+half its encoder parameters and at least 3x its speed. Speed-up is not parameters: the
+embeddings, attention's T x T work and per-layer overheads do not shrink with width, so this
+script measures minibert's own forward pass (eval mode, sequence 64 as in the distillation
+results, batch 1 and 32), all shapes in one process, alternating, medians of the repeats.
+
+    python bench/student_sizes.py                  # the README's trade-off table
+    python bench/student_sizes.py --results runs/d2x384/results.json runs/d3x384/results.json
+
+With --results, the dev accuracy of trained students (distill-task / pipeline results.json)
+is listed next to the shape they have.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minibert.config import BertConfig
+from minibert.model import BertForSequenceClassification
+from minibert.tinybert import encoder_params
+
+TEACHER = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+SHAPES = {
+    "teacher 6x384 (MiniLM-L6)": TEACHER,
+    "3x384 (teacher:0,2,4)": {**TEACHER, "num_hidden_layers": 3},
+    "2x384 (teacher:0,5)": {**TEACHER, "num_hidden_layers": 2},
+    "4x312 (tinybert-4)": dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200),
+    "3x312 (tinybert-3)": dict(hidden_size=312, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1200),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--results", nargs="*", default=[], help="results.json files of trained students")
+    args = p.parse_args()
+    rng = np.random.default_rng(0)
+    models = {name: BertForSequenceClassification(BertConfig(**kw), 2).eval() for name, kw in SHAPES.items()}
+    times = {(name, b): [] for name in models for b in (1, 32)}
+    for b in (1, 32):
+        ids = rng.integers(1000, 30000, (b, args.seq))
+        for m in models.values():
+            m(ids)  # warm-up
+        for _ in range(args.repeats if b == 1 else max(3, args.repeats // 3)):
+            for name, m in models.items():  # alternate, so a slow moment hits every shape
+                t0 = time.perf_counter()
+                m(ids)
+                times[name, b].append(time.perf_counter() - t0)
+    med = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+    teacher = next(iter(models))
+    t_params = encoder_params(models[teacher])
+    print(f"| shape | encoder params | vs teacher | b1 latency (ms) | b32 latency (ms) | speed-up b1 / b32 |")
+    print("|---|---|---|---|---|---|")
+    for name, m in models.items():
+        e = encoder_params(m)
+        print(f"| {name} | {e / 1e6:.2f} M | {e / t_params:.2f} | {med[name, 1]:.1f} | {med[name, 32]:.0f} | "
+              f"{med[teacher, 1] / med[name, 1]:.2f}x / {med[teacher, 32] / med[name, 32]:.2f}x |")
+    print(f"\nsequence {args.seq}, eval mode, medians of alternating repeats, minibert fast kernels")
+    for path in args.results:
+        r = json.loads(Path(path).read_text())
+        s = r["student"]
+        print(f"{path}: student encoder {s['encoder_params']:,} params, dev {s['main_metric']} "
+              f"{100 * s['score']:.2f} (teacher {100 * r['teacher']['score']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

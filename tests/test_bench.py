@@ -1,0 +1,36 @@
+"""The benchmark scripts run end to end (smoke mode: tiny shapes, numbers meaningless).
+
+Speed is never asserted here; these only keep the scripts the README quotes working:
+parity checks inside bench_speed.py still run, so a broken kernel fails here too.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=600):
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**__import__("os").environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_bench_speed_quick():
+    text = run("bench/bench_speed.py", "--quick", "--what", "all", "--markdown")
+    for case in ("train-cls", "train-mlm", "infer-tinybert4-b1", "infer-minilm-b32"):
+        assert case in text
+    assert "minibert_kernels" in text and "ratio" in text
+
+
+def test_profile_step_quick():
+    text = run("bench/profile_step.py", "--quick", "--torch")
+    assert "GELU" in text and "attention" in text and "total" in text
+
+
+def test_student_sizes():
+    text = run("bench/student_sizes.py", "--repeats", "1", "--seq", "8")
+    assert text.count("| ") >= 6 and "2x384 (teacher:0,5)" in text
