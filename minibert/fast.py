@@ -110,6 +110,11 @@ def for_elements(fn, *arrays) -> None:
     for_blocks(lambda lo, hi: fn(*(f[lo:hi] for f in flat)), flat[0].size, flat[0].itemsize)
 
 
+def _rows(x):
+    """x (..., D) as a C-contiguous (N, D) array (a view unless x was not contiguous)."""
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+
+
 # ----------------------------------------------------------------------------- Linear
 
 
@@ -118,7 +123,7 @@ def linear_forward(x, W, b=None):
     if not _fast(x, W):
         return ref.linear_forward(x, W, b)
     x2 = _rows(x)  # (N, in)
-    y = np.empty((x2.shape[0], W.shape[0]), x.dtype)
+    y = np.empty((x2.shape[0], W.shape[0]), np.result_type(x, W))
 
     def share(lo, hi):
         np.matmul(x2[lo:hi], W.T, out=y[lo:hi])
@@ -147,11 +152,6 @@ def linear_backward(dout, cache: ref.LinearCache):
     for_shares(rows, d2.shape[0])
     for_shares(features, W.shape[0])
     return dx.reshape(x.shape), dW, db
-
-
-def _rows(x):
-    """x (..., D) as a C-contiguous (N, D) array (a view unless x was not contiguous)."""
-    return np.ascontiguousarray(x).reshape(-1, x.shape[-1])
 
 
 # ------------------------------------------------------------------------------ GELU

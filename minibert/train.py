@@ -471,7 +471,8 @@ def add_train_flags(p: argparse.ArgumentParser, **defaults) -> None:
     # Flags default to None so a --config file can fill them; these are the real defaults.
     p.set_defaults(_train_defaults={f.name: defaults.get(f.name, f.default) for f in fields(TrainArgs)})
     g.add_argument("--resume", default=None, metavar="auto|FOLDER",
-                   help="continue from the latest checkpoint in --output-dir (auto) or from a checkpoint folder")
+                   help="continue from the latest checkpoint in --output-dir (auto; a fresh start if there is none) "
+                        "or from a checkpoint folder")
     g.add_argument("--device", default="numpy", choices=["numpy", "cupy"], help="numpy (CPU) or cupy (CUDA GPU)")
 
 
@@ -544,7 +545,8 @@ def add_distill_task_flags(p: argparse.ArgumentParser, teacher_required: bool) -
     p.add_argument("--weight-decay", type=float, default=0.01, help="(default: 0.01)")
     p.add_argument("--seed", type=int, default=42, help="(default: 42)")
     p.add_argument("--output-dir", default="runs/distill" if teacher_required else "runs/pipeline", help="where everything is written")
-    p.add_argument("--resume", default=None, help="auto: continue each stage from its latest checkpoint")
+    p.add_argument("--resume", default=None,
+                   help="auto: continue each stage from its latest checkpoint (a stage without one starts fresh)")
     p.add_argument("--progress", type=_bool, default=True, help="progress bars (default: true)")
 
 

@@ -149,10 +149,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: str | None = None) -> TrainState:
-        """Train to `total_steps`, or continue from `resume` ("auto" = the latest checkpoint)."""
+        """Train to `total_steps`, or continue from `resume` ("auto" = the latest checkpoint, if any)."""
         self.out.mkdir(parents=True, exist_ok=True)
         if resume:
-            self.load_checkpoint(self._find_checkpoint(resume))
+            folder = self._find_checkpoint(resume)
+            if folder is not None:
+                self.load_checkpoint(folder)
         a, st = self.args, self.state
         log_path = self.out / "metrics.jsonl"
         _truncate_log(log_path, st.step)
@@ -272,11 +274,13 @@ class Trainer:
         ckpts = self._checkpoints() if self.out.is_dir() else []
         return ckpts[-1] if ckpts else None
 
-    def _find_checkpoint(self, resume: str) -> Path:
+    def _find_checkpoint(self, resume: str) -> Path | None:
         if resume == "auto":
+            # none yet: a fresh start, so one command serves a first run, a rerun after a kill,
+            # and each stage of a multi-stage run (distill-task, pipeline)
             latest = self._latest_checkpoint()
             if latest is None:
-                raise TrainingError(f"--resume: no checkpoint-<step>/ folder with {STATE_FILE} in {self.out}")
+                tqdm.write(f"--resume auto: no checkpoint in {self.out} yet, starting from step 0")
             return latest
         path = Path(resume)
         if not (path / STATE_FILE).is_file():

@@ -119,8 +119,11 @@ def test_in_process_resume_is_bit_identical(tok, sst2, tmp_path):
     import shutil
     shutil.rmtree(tmp_path / "b" / "checkpoint-12")
     resumed = run(tmp_path / "b", 12, resume="auto", seed=99)  # different init: all must come from the checkpoint
+    # "auto" with no checkpoint yet (a first run, or a later stage of distill-task) starts fresh
+    fresh = run(tmp_path / "c", 12, resume="auto")
     for k, v in full.named_parameters().items():
         assert np.array_equal(v, resumed.named_parameters()[k]), k
+        assert np.array_equal(v, fresh.named_parameters()[k]), k
 
 
 def _cli(out, *extra):
