@@ -8,9 +8,13 @@ results, batch 1 and 32), all shapes in one process, alternating, medians of the
 
     python bench/student_sizes.py                  # the README's trade-off table
     python bench/student_sizes.py --results runs/d2x384/results.json runs/d3x384/results.json
+    python bench/student_sizes.py --probe runs/teacher-sst2      # which teacher layers to copy
 
 With --results, the dev accuracy of trained students (distill-task / pipeline results.json)
-is listed next to the shape they have.
+is listed next to the shape they have. With --probe FOLDER (a teacher fine-tuned on SST-2),
+every 2- and 3-layer subset of its layers is copied into a student with the teacher's
+classifier and scored on SST-2 dev *before any training*: a cheap hint of which layers carry
+the task (with a fine-tuned teacher, the top layer does).
 """
 from __future__ import annotations
 
@@ -40,7 +44,11 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--results", nargs="*", default=[], help="results.json files of trained students")
+    p.add_argument("--probe", default=None, help="a teacher folder fine-tuned on SST-2: score copied-layer students")
+    p.add_argument("--probe-examples", type=int, default=0, help="score on the first N dev sentences (0: all 872)")
     args = p.parse_args()
+    if args.probe:
+        return probe(args.probe, args.probe_examples)
     rng = np.random.default_rng(0)
     models = {name: BertForSequenceClassification(BertConfig(**kw), 2).eval() for name, kw in SHAPES.items()}
     times = {(name, b): [] for name in models for b in (1, 32)}
@@ -68,6 +76,26 @@ def main() -> None:
         s = r["student"]
         print(f"{path}: student encoder {s['encoder_params']:,} params, dev {s['main_metric']} "
               f"{100 * s['score']:.2f} (teacher {100 * r['teacher']['score']:.2f})")
+
+
+def probe(folder: str, examples: int = 0) -> None:
+    import argparse as _argparse
+    import itertools
+
+    from minibert import data as D, train as TR
+
+    tok = TR.load_tokenizer(folder, None)
+    a = _argparse.Namespace(task="sst-2", data=None, train_file=None, max_train_examples=1, max_eval_examples=examples,
+                            max_length=64)
+    _, _, dev = TR.classification_data(a, tok)
+    teacher = TR.load_teacher(folder, 2)
+    acc = lambda m: 100 * D.compute_metrics("sst-2", TR.predict(m, dev), dev.labels)["acc"]
+    print(f"teacher ({teacher.config.num_hidden_layers} layers): SST-2 dev {acc(teacher):.2f}, no training")
+    print("| teacher layers copied | dev acc before training |\n|---|---|")
+    for k in (2, 3):
+        for layers in itertools.combinations(range(teacher.config.num_hidden_layers), k):
+            student = TR.build_student("teacher:" + ",".join(map(str, layers)), 2, tok, 0, teacher)
+            print(f"| {','.join(map(str, layers))} | {acc(student):.1f} |")
 
 
 if __name__ == "__main__":

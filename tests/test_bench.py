@@ -34,3 +34,13 @@ def test_profile_step_quick():
 def test_student_sizes():
     text = run("bench/student_sizes.py", "--repeats", "1", "--seq", "8")
     assert text.count("| ") >= 6 and "2x384 (teacher:0,5)" in text
+
+
+def test_student_probe(data_dir, tmp_path):
+    """--probe scores copied-layer students; here on the pre-trained MiniLM saved with a 2-label head."""
+    from minibert.checkpoint import teacher_path
+    from minibert.model import BertForSequenceClassification
+
+    BertForSequenceClassification.from_pretrained(teacher_path("minilm-l6"), num_labels=2).save_pretrained(tmp_path)
+    text = run("bench/student_sizes.py", "--probe", str(tmp_path), "--probe-examples", "32")
+    assert "| 0,5 |" in text and "| 0,2,4 |" in text and text.count("\n|") == 2 + 15 + 20
