@@ -16,7 +16,11 @@ choice in brackets):
   are not inflated by the missing bias correction. `--optimizer bertadam --clip per_tensor`
   reproduces the reference.
 - The student may also start from chosen teacher layers ("teacher:0,2,4"), DistilBERT-style,
-  instead of (or before) general distillation.
+  instead of (or before) general distillation. In distill-task/pipeline they are the
+  *fine-tuned* teacher's layers, with its classifier: the student starts where the teacher's
+  task knowledge is. Which layers matters: with a fine-tuned teacher the top one carries
+  the task (`bench/student_sizes.py --probe` scores every subset before training), and the
+  README's trade-off table is why 2 layers (teacher:0,5) is the >= 3x student.
 """
 from __future__ import annotations
 
