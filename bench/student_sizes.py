@@ -64,7 +64,7 @@ def main() -> None:
     med = {k: 1000 * float(np.median(v)) for k, v in times.items()}
     teacher = next(iter(models))
     t_params = encoder_params(models[teacher])
-    print(f"| shape | encoder params | vs teacher | b1 latency (ms) | b32 latency (ms) | speed-up b1 / b32 |")
+    print("| shape | encoder params | vs teacher | b1 latency (ms) | b32 latency (ms) | speed-up b1 / b32 |")
     print("|---|---|---|---|---|---|")
     for name, m in models.items():
         e = encoder_params(m)

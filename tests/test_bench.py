@@ -3,18 +3,17 @@
 Speed is never asserted here; these only keep the scripts the README quotes working:
 parity checks inside bench_speed.py still run, so a broken kernel fails here too.
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, timeout=600):
     out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                         env={**__import__("os").environ, "OPENBLAS_NUM_THREADS": "1"})
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout
 
