@@ -238,11 +238,15 @@ ACTIVATIONS = {**ref.ACTIVATIONS, "gelu": (gelu_forward, gelu_backward)}
 # --------------------------------------------------------------------------- Softmax
 
 
-def _softmax_rows(x, y) -> None:
-    """y = softmax(x) over the last axis, for one block (y may be x)."""
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=y)
+def _softmax_rows(x, y):
+    """y = softmax(x) over the last axis, for one block (y may be x); returns the row max m and
+    the row sum of exp(x - m), both (rows, 1), which the cross-entropy needs for log softmax."""
+    m = x.max(axis=-1, keepdims=True)
+    np.subtract(x, m, out=y)
     np.exp(y, out=y)
-    y /= y.sum(axis=-1, keepdims=True)
+    s = y.sum(axis=-1, keepdims=True)
+    y /= s
+    return m, s
 
 
 def _softmax_backward_rows(dout, y, dx) -> None:
@@ -468,12 +472,8 @@ def cross_entropy_forward(logits, labels, ignore_index: int = losses.IGNORE_INDE
     probs, picked = np.empty_like(logits), np.empty(N, np.float64)
 
     def block(lo, hi):
-        z, p = logits[lo:hi], probs[lo:hi]
-        m = z.max(axis=-1, keepdims=True)
-        np.subtract(z, m, out=p)
-        np.exp(p, out=p)
-        s = p.sum(axis=-1, keepdims=True)
-        p /= s
+        z = logits[lo:hi]
+        m, s = _softmax_rows(z, probs[lo:hi])
         # log softmax(z)[y] = z_y - m - log sum exp(z - m), without a (rows, C) log-prob array
         rows = np.arange(hi - lo)
         picked[lo:hi] = z[rows, safe[lo:hi]] - m[:, 0] - np.log(s[:, 0])
