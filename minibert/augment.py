@@ -32,6 +32,14 @@ words that fit the context:
 
 The paper's values are p = 0.4, N = 20, K = 15 (``Augmenter``'s defaults).
 
+**GloVe only** (``Augmenter(None, glove)``, ``augment --candidates glove``): every
+candidate word takes its GloVe neighbours and no masked LM runs. Not TinyBERT's
+algorithm but a cheap stand-in for it: the masked-LM queries are nearly all of the
+cost (one 6-layer forward pass per single-piece word, ~30 minutes per 20,000 SST-2
+sentences on 2 cores), GloVe lookups take seconds, and the teacher's soft labels in
+task distillation do not care that a neighbour such as "bad" for "good" flips the
+sentence's gold label.
+
 **Where we differ from the reference** (``data_augmentation.py`` in huawei-noah's
 repository, after its 2021 fix), on purpose:
 
@@ -363,7 +371,8 @@ class Augmenter:
     """TinyBERT's per-sentence augmentation (see the module docstring).
 
     Args:
-        mlm_candidates: an ``MLMCandidates`` (for single-piece words).
+        mlm_candidates: an ``MLMCandidates`` (for single-piece words), or None: GloVe
+            neighbours for every word (no masked LM; see the module docstring).
         glove: a ``GloveNeighbours`` (for multi-piece words).
         k: candidates per position (K; both sources).
         p: probability of replacing each candidate position in a copy.
@@ -373,7 +382,7 @@ class Augmenter:
         stopwords: words never replaced (compared in lower case).
     """
 
-    def __init__(self, mlm_candidates: MLMCandidates, glove: GloveNeighbours, k: int = 15, p: float = 0.4,
+    def __init__(self, mlm_candidates: MLMCandidates | None, glove: GloveNeighbours, k: int = 15, p: float = 0.4,
                  n_aug: int = 20, seed: int = 0, stopwords: Iterable[str] = STOPWORDS, chunk_size: int = 256):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
@@ -385,17 +394,25 @@ class Augmenter:
         self.stopwords = frozenset(w.lower() for w in stopwords)
         self.chunk_size = chunk_size
         self.rng = np.random.default_rng(seed)
-        self.basic_tokenizer = BasicTokenizer(do_lower_case=getattr(mlm_candidates.tokenizer, "do_lower_case", True))
+        tokenizer = getattr(mlm_candidates, "tokenizer", None)
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=getattr(tokenizer, "do_lower_case", True))
 
     def candidate_lists(self, sentences: Sequence[str]) -> list[tuple[list[str], dict[int, list[str]]]]:
         """Per sentence: its basic tokens and ``{token index: candidate words}``."""
         results, mlm_queries, glove_words = [], [], []
         for sentence in sentences:
             tokens = self.basic_tokenizer.tokenize(sentence)
+            slots: dict[int, list[str]] = {}
+            if self.mlm is None:  # GloVe for every word
+                for i, token in enumerate(tokens):
+                    if is_candidate_word(token, self.stopwords):
+                        slots[i] = []
+                        glove_words.append((token, slots[i]))
+                results.append((tokens, slots))
+                continue
             pieces_of = [self.mlm.pieces(t) for t in tokens]
             pieces = [piece for word_pieces in pieces_of for piece in word_pieces]  # the sentence's WordPieces
             starts = np.cumsum([0] + [len(w) for w in pieces_of])  # first piece of each token
-            slots: dict[int, list[str]] = {}
             for i, token in enumerate(tokens):
                 if not is_candidate_word(token, self.stopwords):
                     continue
@@ -405,9 +422,10 @@ class Augmenter:
                 elif len(pieces_of[i]) > 1:
                     glove_words.append((token, slots[i]))
             results.append((tokens, slots))
-        found = self.mlm.candidates_many([(pieces, pos) for pieces, pos, _ in mlm_queries], self.k)
-        for (_, _, slot), words in zip(mlm_queries, found):
-            slot.extend(words)
+        if mlm_queries:
+            found = self.mlm.candidates_many([(pieces, pos) for pieces, pos, _ in mlm_queries], self.k)
+            for (_, _, slot), words in zip(mlm_queries, found):
+                slot.extend(words)
         # GloVe 6B is lower-case; a title-case word (cased models) gets title-case neighbours.
         found = self.glove.neighbours_many([token.lower() for token, _ in glove_words], self.k)
         for (token, slot), words in zip(glove_words, found):

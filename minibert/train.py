@@ -245,11 +245,20 @@ def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None,
                   copy_classifier: bool = True) -> BertForSequenceClassification:
     """--student: teacher:0,2,4 (copy teacher layers), a preset (random), or a folder (e.g. stage 1's).
 
-    With copied layers the student also starts from the teacher's classifier (copy_classifier), which reads
-    the same pooled space; finetune's pre-trained MiniLM source has no trained classifier to copy."""
+    With copied layers, or a stage-1 folder of the teacher's width, the student also starts from the teacher's
+    classifier (copy_classifier), which reads the same pooled space; finetune's pre-trained MiniLM source has no
+    trained classifier to copy."""
     kind, value = T.parse_student_spec(spec)
     if kind == "folder":
-        return BertForSequenceClassification.from_pretrained(resolve_model_path(value), num_labels=num_labels, seed=seed)
+        student = BertForSequenceClassification.from_pretrained(resolve_model_path(value), num_labels=num_labels,
+                                                                seed=seed)
+        # A stage-1 student of the teacher's width has no classifier yet; its top layer was distilled
+        # towards the teacher's, so the teacher's classifier is a better start than a random one.
+        new_head = "classifier.weight" in getattr(student, "load_report", {}).get("missing", ())
+        if copy_classifier and new_head and teacher is not None and student.config.hidden_size == teacher.config.hidden_size:
+            _copy_classifier(teacher, student)
+            print("the student's new classifier starts as a copy of the teacher's", file=sys.stderr)
+        return student
     if kind == "preset":
         return BertForSequenceClassification(BertConfig.from_preset(value, vocab_size=len(tok)), num_labels, seed=seed)
     encoder = T.student_from_teacher_layers(teacher.bert, value, seed=seed)
@@ -258,9 +267,14 @@ def build_student(spec: str, num_labels: int, tok, seed: int, teacher=None,
     for name, p in encoder.named_parameters().items():
         params["bert." + name][...] = p
     if copy_classifier:
-        for name in ("classifier.weight", "classifier.bias"):
-            params[name][...] = teacher.named_parameters()[name]
+        _copy_classifier(teacher, student)
     return student
+
+
+def _copy_classifier(teacher, student) -> None:
+    params, source = student.named_parameters(), teacher.named_parameters()
+    for name in ("classifier.weight", "classifier.bias"):
+        params[name][...] = source[name]
 
 
 def cmd_distill_general(a) -> None:
@@ -395,7 +409,9 @@ def cmd_augment(a) -> None:
     from .model import BertForMaskedLM
 
     tok = load_tokenizer(a.teacher, a.vocab)
-    if a.mlm:
+    if a.candidates == "glove":
+        mlm = None
+    elif a.mlm:
         mlm = BertForMaskedLM.from_pretrained(resolve_model_path(a.mlm))
     else:
         head_dir = Path(a.output_dir) / "mlm-head"
@@ -411,7 +427,8 @@ def cmd_augment(a) -> None:
     task = D.get_task(a.task)
     src = Path(a.data) if a.data else find_data(TASK_DIRS[task.name], "--data")
     out = Path(a.output_dir) / "train_aug.tsv"
-    augmenter = Augmenter(MLMCandidates(mlm, tok, k=a.k), GloveNeighbours(), k=a.k, p=a.p, n_aug=a.n_aug, seed=a.seed)
+    candidates = None if mlm is None else MLMCandidates(mlm, tok, k=a.k)
+    augmenter = Augmenter(candidates, GloveNeighbours(), k=a.k, p=a.p, n_aug=a.n_aug, seed=a.seed)
     rows = augment_tsv(task, src / "train.tsv", out, augmenter, max_examples=a.max_train_examples or None,
                        progress=a.progress)
     print(f"wrote {rows} rows to {out}")
@@ -603,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder with the task's train.tsv (default: found under the data roots)")
     p.add_argument("--teacher", default="minilm-l6", help="encoder whose MLM head proposes words (default: minilm-l6)")
     p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
+    p.add_argument("--candidates", choices=["tinybert", "glove"], default="tinybert",
+                   help="tinybert: masked-LM candidates for single-piece words, GloVe for the others; glove: GloVe "
+                        "neighbours for every word, no masked LM (much faster, not the paper's) (default: tinybert)")
     p.add_argument("--mlm", default=None, help="a BertForMaskedLM folder to use as is (default: train a head, see --mlm-steps)")
     p.add_argument("--mlm-steps", type=int, default=300, help="steps of MLM-head training on the general corpus (default: 300)")
     add_corpus_flags(p, dupe_factor=1)

@@ -206,6 +206,19 @@ def test_candidate_lists_route_single_pieces_to_mlm_and_multi_pieces_to_glove(bo
     assert slots == {1: ["xylophonist"]}
 
 
+def test_glove_only_routes_every_word_to_glove(glove):
+    aug = Augmenter(None, glove, k=7, p=1.0, n_aug=5, seed=0)
+    (tokens, slots), = aug.candidate_lists([SENTENCE])
+    assert tokens == SENTENCE.split()
+    assert sorted(slots) == sorted({**MULTI, **SINGLE})  # the same eligible words as with a masked LM
+    assert slots[1][:2] == ["marvellously", "splendidly"] and slots[2][:3] == ["boring", "dull", "huge"]
+    for i, word in SINGLE.items():  # words GloVe does not know keep themselves
+        assert slots[i] == [word]
+    for sentence in aug.augment(SENTENCE)[1:]:
+        words = sentence.split(" ")
+        assert words[1] in slots[1] and words[2] in slots[2] and words[3:] == SENTENCE.split()[3:]
+
+
 def test_p1_replaces_every_candidate_position(boosted_model, tokenizer, glove):
     aug = make_augmenter(boosted_model, tokenizer, glove, p=1.0, k=7)
     (_, slots), = aug.candidate_lists([SENTENCE])

@@ -191,3 +191,27 @@ def test_clear_errors_for_bad_setups(tmp_path):
     assert out.returncode != 0 and "lr" in out.stderr
     with pytest.raises(ValueError, match="batch_size"):
         TrainArgs(batch_size=0)
+
+
+@pytest.mark.filterwarnings("ignore:.*newly initialised")
+def test_build_student_starts_from_the_teachers_classifier_when_it_reads_the_same_space(tok, tmp_path):
+    from minibert import BertModel
+    from minibert.train import build_student
+    teacher = tiny_classifier(tok, seed=3)
+    params = teacher.named_parameters()
+
+    def same_head(student):
+        s = student.named_parameters()
+        return all(np.array_equal(s[n], params[n]) for n in ("classifier.weight", "classifier.bias"))
+
+    copied = build_student("teacher:0", 2, tok, seed=0, teacher=teacher)
+    assert same_head(copied)
+    assert not same_head(build_student("teacher:0", 2, tok, seed=0, teacher=teacher, copy_classifier=False))
+    # A stage-1 encoder folder of the teacher's width has no classifier: it gets the teacher's.
+    BertModel(teacher.config, seed=5).save_pretrained(tmp_path / "stage1", tokenizer=tok)
+    assert same_head(build_student(str(tmp_path / "stage1"), 2, tok, seed=0, teacher=teacher))
+    # A folder that has its own classifier keeps it.
+    copied.named_parameters()["classifier.bias"][...] = 7.0
+    copied.save_pretrained(tmp_path / "with-head", tokenizer=tok)
+    kept = build_student(str(tmp_path / "with-head"), 2, tok, seed=0, teacher=teacher)
+    assert np.all(kept.named_parameters()["classifier.bias"] == 7.0)
