@@ -278,7 +278,7 @@ def _copy_classifier(teacher, student) -> None:
 
 
 def cmd_distill_general(a) -> None:
-    """Stage 1: the pre-trained teacher's encoder -> a fresh student encoder on the general corpus."""
+    """Stage 1: the pre-trained teacher's encoder -> a student encoder (random or copied layers) on the general corpus."""
     teacher = BertModel.from_pretrained(resolve_model_path(a.teacher)).eval()
     tok = load_tokenizer(a.teacher, a.vocab)
     kind, value = T.parse_student_spec(a.student)
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p, output_dir="runs/finetune", lr=5e-5, batch_size=32, epochs=1.0, eval_steps=500, save_steps=200)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("distill-general", help="TinyBERT stage 1: distil the pre-trained teacher into a fresh student on the general corpus")
+    p = sub.add_parser("distill-general", help="TinyBERT stage 1: distil the pre-trained teacher into a student (random, or copied teacher layers) on the general corpus")
     p.add_argument("--teacher", default="minilm-l6", help="pre-trained teacher: minilm-l6 or a folder (default: minilm-l6)")
     p.add_argument("--student", default="tinybert-3", help="a preset (random init), teacher:0,2,4 (copied layers) or a folder (default: tinybert-3)")
     p.add_argument("--vocab", default=None, help="vocab.txt (default: the teacher's)")
