@@ -403,21 +403,17 @@ class Augmenter:
         for sentence in sentences:
             tokens = self.basic_tokenizer.tokenize(sentence)
             slots: dict[int, list[str]] = {}
-            if self.mlm is None:  # GloVe for every word
-                for i, token in enumerate(tokens):
-                    if is_candidate_word(token, self.stopwords):
-                        slots[i] = []
-                        glove_words.append((token, slots[i]))
-                results.append((tokens, slots))
-                continue
-            pieces_of = [self.mlm.pieces(t) for t in tokens]
-            pieces = [piece for word_pieces in pieces_of for piece in word_pieces]  # the sentence's WordPieces
-            starts = np.cumsum([0] + [len(w) for w in pieces_of])  # first piece of each token
+            if self.mlm is not None:
+                pieces_of = [self.mlm.pieces(t) for t in tokens]
+                pieces = [piece for word_pieces in pieces_of for piece in word_pieces]  # the sentence's WordPieces
+                starts = np.cumsum([0] + [len(w) for w in pieces_of])  # first piece of each token
             for i, token in enumerate(tokens):
                 if not is_candidate_word(token, self.stopwords):
                     continue
                 slots[i] = []
-                if len(pieces_of[i]) == 1:
+                if self.mlm is None:  # GloVe for every word
+                    glove_words.append((token, slots[i]))
+                elif len(pieces_of[i]) == 1:
                     mlm_queries.append((pieces, int(starts[i]), slots[i]))
                 elif len(pieces_of[i]) > 1:
                     glove_words.append((token, slots[i]))
