@@ -32,7 +32,7 @@ Methodology
     requires the same loss/logits, so a benchmark can never compare two different
     computations (for example a gathered variant that scores the wrong positions).
   * torch uses `torch.set_num_threads(2)` (`--torch-threads`); minibert runs its kernels on
-    its own thread pool (minibert/fast.py: MINIBERT_NUM_THREADS, default all cores) and sets
+    its own thread pool (minibert/threads.py: MINIBERT_NUM_THREADS, default all cores) and sets
     NumPy's BLAS to one thread at its first kernel; MINIBERT_FAST=0 times the plain kernels.
   * Inputs: random token ids in [1000, 30000), token_type_ids 0, attention_mask all ones,
     random labels (seeded, identical for both libraries).
@@ -112,10 +112,11 @@ def machine_info(device: str) -> dict:
         pass
     info["thread_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                      "MINIBERT_NUM_THREADS", "MINIBERT_FAST") if k in os.environ}
-    from minibert import fast
+    from minibert import fast, kernels, threads
 
-    info["minibert_kernels"] = (f"fast.py, {fast.num_threads()} threads, BLAS single-threaded" if fast.ENABLED
-                                else "functional.py (MINIBERT_FAST=0)")
+    # what the model runs is what minibert.kernels holds (fast.py's kernels unless MINIBERT_FAST=0)
+    info["minibert_kernels"] = (f"fast.py, {threads.num_threads()} threads, BLAS single-threaded"
+                                if kernels.linear_forward is fast.linear_forward else "functional.py (MINIBERT_FAST=0)")
     try:
         import scipy
 

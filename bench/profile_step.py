@@ -123,7 +123,7 @@ def minibert_functions() -> dict[tuple[str, int], str]:
     from minibert import backend, fast, functional, losses, model, nn, optim
 
     names = {}
-    # fast.py's helpers (for_blocks, its closures) match no group: they count for their callers
+    # the thread pool (threads.for_blocks) and fast.py's closures match no group: they count for their callers
     for mod in (backend, fast, functional, losses, model, nn, optim):
         short = mod.__name__.rsplit(".", 1)[-1]
         for obj_name, obj in vars(mod).items():

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
 
 from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification
-from minibert.tinybert import encoder_params
+from minibert.report import encoder_params
 
 TEACHER = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
 SHAPES = {
@@ -83,22 +83,22 @@ def main() -> None:
 
 
 def probe(folder: str, examples: int = 0) -> None:
-    import argparse as _argparse
     import itertools
 
-    from minibert import data as D, train as TR
+    from minibert.evaluation import evaluate
+    from minibert.finetune import load_task
+    from minibert.settings import TaskDataSettings
+    from minibert.specs import build_student, load_teacher, load_tokenizer
 
-    tok = TR.load_tokenizer(folder, None)
-    a = _argparse.Namespace(task="sst-2", data=None, train_file=None, max_train_examples=1, max_eval_examples=examples,
-                            max_length=64)
-    _, _, dev = TR.classification_data(a, tok)
-    teacher = TR.load_teacher(folder, 2)
-    acc = lambda m: 100 * D.compute_metrics("sst-2", TR.predict(m, dev), dev.labels)["acc"]
+    tok = load_tokenizer(folder)
+    _, _, dev = load_task(TaskDataSettings(task="sst-2", max_train_examples=1, max_eval_examples=examples), tok)
+    teacher = load_teacher(folder, 2)
+    acc = lambda m: 100 * evaluate(m, "sst-2", dev)["acc"]
     print(f"teacher ({teacher.config.num_hidden_layers} layers): SST-2 dev {acc(teacher):.2f}, no training")
     print("| teacher layers copied | dev acc before training |\n|---|---|")
     for k in (2, 3):
         for layers in itertools.combinations(range(teacher.config.num_hidden_layers), k):
-            student = TR.build_student("teacher:" + ",".join(map(str, layers)), 2, tok, 0, teacher)
+            student = build_student("teacher:" + ",".join(map(str, layers)), 2, tok, 0, teacher)
             print(f"| {','.join(map(str, layers))} | {acc(student):.1f} |")
 
 

@@ -1,4 +1,4 @@
-"""Prepare GLUE SST-2, CoLA and MRPC (train + dev) under data/SST-2, data/CoLA, data/MRPC.
+"""Prepare the GLUE tasks minibert registers (train + dev): data/SST-2, CoLA, MRPC, STS-B, RTE, WNLI.
 
     python data/prepare_glue.py --from ../shared/data     # copy from a local folder
     python data/prepare_glue.py                           # download
@@ -7,7 +7,9 @@ Downloads come from GLUE's own mirror (dl.fbaipublicfiles.com/glue/data/<TASK>.z
 GLUE does not host MRPC (its download script builds it from Microsoft's corpus), so MRPC,
 and any file whose canonical copy differs from the pinned bytes, comes from the public
 snapshot the checksums were taken from (F0restL1n/BERT @ 0d0288be, glue_data/).
-Every file is checked against its pinned SHA-256 before it is written.
+Every file is checked against its pinned SHA-256 before it is written. The folder names are
+the `dir` of each task in minibert/data/tasks.py (this script stays standalone: it runs
+before minibert is installed).
 """
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ FILES = [
     _file("CoLA", "dev", "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd"),
     _file("MRPC", "train", "f178bcc72ab4c2c1c778b480912e0c8e1dba3ead150dc1d490d70682ab888c1e", zip_on_glue=False),
     _file("MRPC", "dev", "9e8f284788040f7c9ecde2e1b3c07237c756f926bd9ef8548ef5d34b56f69f17", zip_on_glue=False),
+    _file("STS-B", "train", "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2"),
+    _file("STS-B", "dev", "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59"),
+    _file("RTE", "train", "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c"),
+    _file("RTE", "dev", "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb"),
+    _file("WNLI", "train", "9a88e9d54b6861cc796a088e9acf4f5f65064a9ef65ae6fa7a688b28391e5c9a"),
+    _file("WNLI", "dev", "cba00490596dd14be8cf53b4f53bb744abe3a7b89f81ab210528d80225338ed5"),
 ]
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ from tqdm import tqdm
 
 from .backend import to_numpy
 from .data import TaskSpec, get_task
+from .functional import IGNORE_INDEX
 from .tokenizer import BasicTokenizer
 
 __all__ = ["STOPWORDS", "GloveNeighbours", "MLMCandidates", "Augmenter", "augment_tsv", "default_glove_path",
@@ -317,7 +318,7 @@ class MLMCandidates:
         input_ids = np.full((B, T), tok.pad_token_id, dtype=np.int64)  # (B, T)
         segment_ids = np.zeros((B, T), dtype=np.int64)  # (B, T)
         attention_mask = np.zeros((B, T), dtype=np.int64)  # (B, T)
-        labels = np.full((B, T), -100, dtype=np.int64)  # (B, T) marks the one position we need
+        labels = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T) marks the one position we need
         for b, (ids, segments, mask_index) in enumerate(inputs):
             input_ids[b, :len(ids)] = ids
             segment_ids[b, :len(ids)] = segments

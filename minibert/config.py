@@ -3,6 +3,10 @@
 A config read from a Hugging Face `config.json` builds the same model here as there, and a
 config we write is one `transformers.BertConfig` reads back. Validation happens at
 construction, so a bad field fails with its name before any array is allocated.
+
+Not here: reading and writing config.json inside a model folder, with the checks a
+checkpoint needs (`checkpoint.load_config`); the settings of a training run
+(`settings.py`, `trainer.TrainArgs`).
 """
 from __future__ import annotations
 

@@ -35,18 +35,24 @@ Choices of ours, where the code and the paper differ:
   paper and the maintainers (reference issue #128) say; the code's MSE against gold labels
   is a bug.
 
+How a stage picks its losses: the loss table at the end of this file (`LOSSES`, and
+`STAGE_LOSSES` for the stages); a new loss is one entry there plus its kernel pair.
+
+Not here: the distillation *runs* (stages, students, data, the trainer: `tinybert.py`); the
+generic losses a head uses (`functional.py`'s kernels, `losses.py`'s modules).
+
 Shapes: B batch, T sequence, NH heads, d_S / d_T student / teacher hidden size, C classes,
 M / N student / teacher layers.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .backend import get_array_module
 from .config import BertConfig
-from .losses import mse_backward, mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward
+from . import kernels as K
 from .nn import Linear, Module
 
 # Scores at or below this are treated as masked and zeroed on both sides (the reference's
@@ -54,8 +60,6 @@ from .nn import Linear, Module
 CLAMP_THRESHOLD = -100.0
 
 MAPPING_STRATEGIES = ("uniform", "top", "bottom")
-STAGES = ("general", "intermediate", "prediction", "all")
-LOSS_NAMES = ("att", "hid", "emb", "pred")
 
 # ----------------------------------------------------------------------- layer mapping
 
@@ -217,44 +221,43 @@ def attention_loss_backward(dloss, cache: AttentionLossCache):
 
 
 class HiddenLossCache(NamedTuple):
-    mse_caches: list  # M+1 mse caches
+    indices: list  # the student state index m of each pair
+    mse_caches: list  # one mse cache per pair
+    num_states: int  # M+1
 
 
-def hidden_loss_forward(student_projected, teacher_hidden, mapping):
-    """Per-state terms MSE(fit_dense(H_S^m), H_T^{g(m)}) for m = 0..M, g(0) = 0.
+def hidden_loss_forward(student_projected, teacher_hidden, pairs):
+    """sum over (m, n) in pairs of MSE(fit_dense(H_S^m), H_T^n), each a mean over B*T*d_T.
 
-    term 0 is the embedding loss L_emb, the sum of terms 1..M the hidden loss L_hid (the
-    reference's rep_loss is their sum). Each MSE is the mean over B*T*d_T, padding included.
+    The embedding loss L_emb is the pair (0, 0); the hidden loss L_hid the pairs (m, g(m)) for
+    m = 1..M (the reference's rep_loss is their sum). Padding is included in every mean.
 
     student_projected: M+1 x (B, T, d_T), the student's hidden states after `FitDense`;
-    teacher_hidden: N+1 x (B, T, d_T); mapping: M teacher layers g(m), 1-based.
-    Returns (list of M+1 0-d terms, cache).
+    teacher_hidden: N+1 x (B, T, d_T); pairs: (student index, teacher index), 0 = embeddings.
+    Returns (0-d loss, cache).
     """
-    if len(student_projected) != len(mapping) + 1:
-        raise ValueError(f"hidden_loss: {len(student_projected)} student hidden states but the mapping needs "
-                         f"{len(mapping) + 1} (the embedding output and {len(mapping)} layers)")
-    if max(mapping) >= len(teacher_hidden) or min(mapping) < 1:
-        raise ValueError(f"hidden_loss: mapping {mapping} points outside the teacher's {len(teacher_hidden) - 1} layers")
-    terms, caches = [], []
-    for m, g in enumerate([0] + list(mapping)):
-        s, t = student_projected[m], teacher_hidden[g]  # (B, T, d_T) each
+    loss, caches = None, []
+    for m, n in pairs:
+        if not (0 <= m < len(student_projected) and 0 <= n < len(teacher_hidden)):
+            raise ValueError(f"hidden_loss: pair ({m}, {n}) points outside the student's {len(student_projected)} "
+                             f"or the teacher's {len(teacher_hidden)} hidden states")
+        s, t = student_projected[m], teacher_hidden[n]  # (B, T, d_T) each
         if s.shape != t.shape:
-            raise ValueError(f"hidden_loss: projected student state {m} {s.shape} and teacher state {g} {t.shape} "
+            raise ValueError(f"hidden_loss: projected student state {m} {s.shape} and teacher state {n} {t.shape} "
                              f"differ (is fit_dense's output size the teacher's hidden size?)")
-        term, cache = mse_forward(s, t.astype(s.dtype, copy=False))
-        terms.append(term)
+        term, cache = K.mse_forward(s, t.astype(s.dtype, copy=False))
+        loss = term if loss is None else loss + term
         caches.append(cache)
-    return terms, HiddenLossCache(caches)
+    return loss, HiddenLossCache([m for m, _ in pairs], caches, len(student_projected))
 
 
-def hidden_loss_backward(dterms, cache: HiddenLossCache):
-    """dterms: one float per term (or one float for all) -> M+1 x (B, T, d_T), 2 dterm (Y - H_T) / (B*T*d_T)."""
-    n = len(cache.mse_caches)
-    if np.isscalar(dterms):
-        dterms = [dterms] * n
-    if len(dterms) != n:
-        raise ValueError(f"hidden_loss_backward: {n} terms but {len(dterms)} upstream gradients")
-    return [mse_backward(float(d), c) for d, c in zip(dterms, cache.mse_caches)]
+def hidden_loss_backward(dloss, cache: HiddenLossCache):
+    """-> M+1 gradients on the projected states: 2 dloss (Y_m - H_T^n) / (B*T*d_T) at each pair's
+    student state m, None at states no pair reads."""
+    grads = [None] * cache.num_states
+    for m, c in zip(cache.indices, cache.mse_caches):
+        grads[m] = K.mse_backward(float(dloss), c)  # (B, T, d_T)
+    return grads
 
 
 class PredictionLossCache(NamedTuple):
@@ -278,24 +281,63 @@ def prediction_loss_forward(student_logits, teacher_logits, temperature: float =
                          f"{student_logits.shape} and {teacher_logits.shape}")
     teacher_logits = teacher_logits.astype(student_logits.dtype, copy=False)
     if student_logits.shape[1] == 1:
-        loss, cache = mse_forward(student_logits, teacher_logits)
+        loss, cache = K.mse_forward(student_logits, teacher_logits)
         return loss, PredictionLossCache("mse", cache)
-    loss, cache = soft_cross_entropy_forward(student_logits, teacher_logits, temperature, reduction)
+    loss, cache = K.soft_cross_entropy_forward(student_logits, teacher_logits, temperature, reduction)
     return loss, PredictionLossCache("soft_ce", cache)
 
 
 def prediction_loss_backward(dloss, cache: PredictionLossCache):
     """-> dz_S (B, C): (softmax(z_S/t) - softmax(z_T/t)) / (t * n), or 2 (z_S - z_T) / B for regression."""
     if cache.kind == "mse":
-        return mse_backward(float(dloss), cache.cache)
-    return soft_cross_entropy_backward(float(dloss), cache.cache)
+        return K.mse_backward(float(dloss), cache.cache)
+    return K.soft_cross_entropy_backward(float(dloss), cache.cache)
+
+
+# ------------------------------------------------------------------------- the loss table
+# A distillation loss is one entry: the student output it reads (and sends gradients to),
+# its forward (-> 0-d loss, cache) and its backward (dloss, cache -> gradient on that output).
+# A stage is a tuple of loss names. A new loss is one entry here, its kernel pair above, and
+# a gradient check in tests/test_distill.py; the Distiller below needs no change.
+#
+# The outputs: "hidden" = the student's M+1 hidden states after fit_dense (a list; gradients
+# go back through fit_dense), "scores" = its M attention-score tensors (a list), "logits" =
+# its head's (B, C) logits.
+
+
+class DistillLoss(NamedTuple):
+    output: str  # "hidden" | "scores" | "logits"
+    forward: Callable  # (distiller, student output, teacher output) -> (0-d loss, cache)
+    backward: Callable  # (dloss, cache) -> gradient on the student output (a list for hidden/scores)
+
+
+LOSSES = {
+    "att": DistillLoss("scores", lambda d, s, t: attention_loss_forward(s, t.attention_scores, d.mapping),
+                       attention_loss_backward),
+    "hid": DistillLoss("hidden", lambda d, s, t: hidden_loss_forward(s, t.hidden_states, list(enumerate(d.mapping, 1))),
+                       hidden_loss_backward),
+    "emb": DistillLoss("hidden", lambda d, s, t: hidden_loss_forward(s, t.hidden_states, [(0, 0)]),
+                       hidden_loss_backward),
+    "pred": DistillLoss("logits", lambda d, s, t: prediction_loss_forward(s, t.logits, d.temperature, d.pred_reduction),
+                        prediction_loss_backward),
+}
+
+# TinyBERT's stages: general distillation and task step 1 match the intermediate layers,
+# task step 2 the predictions.
+STAGE_LOSSES = {
+    "general": ("att", "hid", "emb"),
+    "intermediate": ("att", "hid", "emb"),
+    "prediction": ("pred",),
+    "all": ("att", "hid", "emb", "pred"),
+}
+STAGES = tuple(STAGE_LOSSES)
 
 
 # ------------------------------------------------------------------------------ Distiller
 
 
 class Distiller:
-    """Ties mapping, fit_dense and the losses together for one student/teacher pair.
+    """Ties mapping, fit_dense and the loss table together for one student/teacher pair.
 
         distiller = Distiller(student.config, teacher.config)
         t_out = teacher(ids, types, mask)                        # a constant
@@ -303,11 +345,9 @@ class Distiller:
         losses = distiller(s_out, t_out, stage="general")        # {"att", "hid", "emb", "rep", "pred", "total"}
         distiller.backward_into(student)                         # or: student.backward(**distiller.backward())
 
-    Stages: "general" and "intermediate" (task distillation step 1) use att + hid + emb;
-    "prediction" (task step 2) uses pred only; "all" uses all four. A loss runs only when its
-    stage includes it and its weight is nonzero; the others are reported as 0.
-    total = w_att L_att + w_hid L_hid + w_emb L_emb + w_pred L_pred (weights default to 1, as
-    in the reference; "rep" = L_hid + L_emb is what the reference logs as rep_loss).
+    A loss runs when its stage lists it (STAGE_LOSSES) and its weight is nonzero; the others
+    are reported as 0. total = sum of w_k L_k over the losses that ran (weights default to 1,
+    as in the reference; "rep" = L_hid + L_emb is what the reference logs as rep_loss).
     The projection lives in `self.fit_dense` (a Module: optimise and save it with the student).
     """
 
@@ -315,10 +355,10 @@ class Distiller:
                  shared_fit_dense: bool = True, weights: dict | None = None, temperature: float = 1.0,
                  pred_reduction: str = "batchmean", fit_dense_std: float = 0.02, fit_dense_identity: bool = False,
                  seed: int = 0):
-        self.weights = {name: 1.0 for name in LOSS_NAMES}
+        self.weights = {name: 1.0 for name in LOSSES}
         for name, w in (weights or {}).items():
             if name not in self.weights:
-                raise ValueError(f"Distiller: unknown loss weight {name!r}; the losses are {LOSS_NAMES}")
+                raise ValueError(f"Distiller: unknown loss weight {name!r}; the losses are {tuple(LOSSES)}")
             self.weights[name] = float(w)
         M, N = student_config.num_hidden_layers, teacher_config.num_hidden_layers
         if self.weights["att"] != 0 and student_config.num_attention_heads != teacher_config.num_attention_heads:
@@ -348,49 +388,48 @@ class Distiller:
     def __call__(self, student_out, teacher_out, stage: str = "intermediate") -> dict:
         return self.forward(student_out, teacher_out, stage)
 
-    def _active(self, stage):
-        if stage not in STAGES:
+    def active(self, stage: str) -> list[str]:
+        """The losses `stage` runs: listed in STAGE_LOSSES and weighted nonzero, in the table's order."""
+        if stage not in STAGE_LOSSES:
             raise ValueError(f"Distiller: unknown stage {stage!r}; choose from {STAGES}")
-        on = {"att": stage != "prediction", "hid": stage != "prediction", "emb": stage != "prediction",
-              "pred": stage in ("prediction", "all")}
-        return {k: on[k] and self.weights[k] != 0 for k in LOSS_NAMES}
+        return [k for k in LOSSES if k in STAGE_LOSSES[stage] and self.weights[k] != 0]
 
-    def forward(self, student_out, teacher_out, stage: str = "intermediate") -> dict:
-        """Losses of one batch (0-d arrays); keeps what `backward` needs. Teacher outputs are constants."""
-        active = self._active(stage)
+    def _student_output(self, output: str, student_out, teacher_out):
+        """The student output a loss reads, after checking both models provide it."""
         M, N = len(self.mapping), self.teacher_config.num_hidden_layers
-        h0 = student_out.hidden_states[0] if student_out.hidden_states else student_out.logits
-        xp, dtype = get_array_module(h0), h0.dtype
-        zero = xp.zeros((), dtype=dtype)
-        values = {k: zero for k in LOSS_NAMES}
-        caches = {}
-        if active["hid"] or active["emb"]:
+        if output == "hidden":
             if len(student_out.hidden_states) != M + 1 or len(teacher_out.hidden_states) != N + 1:
                 raise ValueError(f"Distiller: expected {M + 1} student and {N + 1} teacher hidden states, got "
                                  f"{len(student_out.hidden_states)} and {len(teacher_out.hidden_states)}")
-            projected = self.fit_dense.forward(student_out.hidden_states)  # M+1 x (B, T, d_T)
-            terms, caches["hid"] = hidden_loss_forward(projected, teacher_out.hidden_states, self.mapping)
-            if active["emb"]:
-                values["emb"] = terms[0]
-            if active["hid"]:
-                values["hid"] = sum(terms[2:], terms[1])  # M >= 1 layer terms
-        if active["att"]:
+            return student_out.hidden_states
+        if output == "scores":
             if len(student_out.attention_scores) != M or len(teacher_out.attention_scores) != N:
                 raise ValueError(f"Distiller: expected {M} student and {N} teacher attention score tensors, got "
                                  f"{len(student_out.attention_scores)} and {len(teacher_out.attention_scores)}")
-            values["att"], caches["att"] = attention_loss_forward(student_out.attention_scores,
-                                                                  teacher_out.attention_scores, self.mapping)
-        if active["pred"]:
-            if student_out.logits is None or teacher_out.logits is None:
-                raise ValueError("Distiller: the prediction loss needs logits from both models "
-                                 "(a BertForSequenceClassification student and teacher)")
-            values["pred"], caches["pred"] = prediction_loss_forward(student_out.logits, teacher_out.logits,
-                                                                     self.temperature, self.pred_reduction)
+            return student_out.attention_scores
+        if student_out.logits is None or teacher_out.logits is None:
+            raise ValueError("Distiller: the prediction loss needs logits from both models "
+                             "(a BertForSequenceClassification student and teacher)")
+        return student_out.logits
+
+    def forward(self, student_out, teacher_out, stage: str = "intermediate") -> dict:
+        """Losses of one batch (0-d arrays); keeps what `backward` needs. Teacher outputs are constants."""
+        active = self.active(stage)
+        h0 = student_out.hidden_states[0] if student_out.hidden_states else student_out.logits
+        xp, dtype = get_array_module(h0), h0.dtype
+        zero = xp.zeros((), dtype=dtype)
+        values, caches, inputs = {k: zero for k in LOSSES}, {}, {}
+        for name in active:
+            loss = LOSSES[name]
+            if loss.output not in inputs:
+                x = self._student_output(loss.output, student_out, teacher_out)
+                # every hidden-state loss reads the projection: one fit_dense pass for all of them
+                inputs[loss.output] = self.fit_dense.forward(x) if loss.output == "hidden" else x  # M+1 x (B, T, d_T)
+            values[name], caches[name] = loss.forward(self, inputs[loss.output], teacher_out)
         total = zero
-        for k in LOSS_NAMES:
-            if active[k]:
-                total = total + dtype.type(self.weights[k]) * values[k]
-        self._caches = (active, caches, M)
+        for name in active:
+            total = total + dtype.type(self.weights[name]) * values[name]
+        self._caches = caches
         out = {k: xp.asarray(v, dtype=dtype) for k, v in values.items()}
         out["rep"] = xp.asarray(values["hid"] + values["emb"], dtype=dtype)
         out["total"] = xp.asarray(total, dtype=dtype)
@@ -402,17 +441,22 @@ class Distiller:
         Accumulates fit_dense's parameter gradients into `self.fit_dense`."""
         if self._caches is None:
             raise RuntimeError("Distiller.backward called before forward (or called twice)")
-        (active, caches, M), self._caches = self._caches, None
-        grads = dict(dhidden_states=[None] * (M + 1), dattention_scores=[None] * M)
-        if "hid" in caches:
-            w_emb = scale * self.weights["emb"] if active["emb"] else 0.0
-            w_hid = scale * self.weights["hid"] if active["hid"] else 0.0
-            dprojected = hidden_loss_backward([w_emb] + [w_hid] * M, caches["hid"])  # M+1 x (B, T, d_T)
-            grads["dhidden_states"] = self.fit_dense.backward(dprojected)  # M+1 x (B, T, d_S)
-        if "att" in caches:
-            grads["dattention_scores"] = attention_loss_backward(scale * self.weights["att"], caches["att"])  # M x (B, NH, T, T)
-        if "pred" in caches:
-            grads["dlogits"] = prediction_loss_backward(scale * self.weights["pred"], caches["pred"])  # (B, C)
+        caches, self._caches = self._caches, None
+        M = len(self.mapping)
+        d = {"hidden": [None] * (M + 1), "scores": [None] * M, "logits": None}
+        for name, cache in caches.items():
+            loss = LOSSES[name]
+            g = loss.backward(scale * self.weights[name], cache)
+            if loss.output == "logits":
+                d["logits"] = g if d["logits"] is None else d["logits"] + g  # (B, C)
+            else:  # add per state/layer: several losses may read the same one
+                d[loss.output] = [a if b is None else b if a is None else a + b for a, b in zip(d[loss.output], g)]
+        grads = dict(dhidden_states=[None] * (M + 1), dattention_scores=d["scores"])
+        if any(g is not None for g in d["hidden"]):
+            # projected = self.fit_dense.forward(hidden_states)
+            grads["dhidden_states"] = self.fit_dense.backward(d["hidden"])  # M+1 x (B, T, d_S)
+        if d["logits"] is not None:
+            grads["dlogits"] = d["logits"]
         return grads
 
     def backward_into(self, student, scale: float = 1.0) -> None:

@@ -1,14 +1,16 @@
-"""The hot kernels of `functional.py` again, made fast for NumPy on a multi-core CPU.
+"""Fast versions of the hot kernels of `functional.py`, for NumPy arrays on a multi-core CPU.
 
-Same maths, same signatures, same results to float rounding: `functional.py` stays the
-readable reference and tests/test_fast.py holds these to it. The model and its modules call
-kernels through this module; a kernel not rewritten here is the reference one, re-exported.
+This is a declared specialisation, not the model's code: `functional.py` is the reference a
+learner reads, and `kernels.py` is the one place that says which kernels are replaced by the
+versions here (its `FAST_KERNELS`), and only while `threads.ENABLED` (MINIBERT_FAST is not 0).
+Each function keeps its reference's signature, maths and results to float rounding
+(tests/test_fast.py holds them to it with tiny blocks and many threads), and hands CuPy
+arrays to the reference. Nothing here is called by a module directly.
 
 Three tricks, each from the profile of a training step (bench/profile_step.py):
 
-1. Threads. NumPy's element-wise ufuncs, its reductions and scipy's erf run on one core, and
-   so does `np.matmul` on stacks of small matrices such as attention's (B, NH, T, HS). All of
-   them release the GIL, so a small thread pool working on disjoint row blocks uses every core.
+1. Threads. Element-wise work, reductions, erf and attention's stacked matmuls run on row
+   blocks shared by the pool in `threads.py` (NumPy and scipy release the GIL there).
 2. Blocks that fit in cache. Each thread walks its rows one block (~1 MiB) at a time, so a
    formula of several passes (softmax: max, subtract, exp, sum, divide) reads main memory
    about once instead of once per pass, and its temporaries stay block-sized.
@@ -16,99 +18,29 @@ Three tricks, each from the profile of a training step (bench/profile_step.py):
    keep its dropped probabilities or its score gradient: backward recomputes the first and
    uses the second one block at a time.
 
-One pool for everything, matmuls included. OpenBLAS's own threads spin for a while after
-each call, and while they spin they take the cores the pool's element-wise work needs (a
-2-thread erf right after a 2-thread matmul ran no faster than a 1-thread one, measured). So
-the first fast kernel sets NumPy's BLAS to one thread (threadpoolctl) and the linear layers
-split their matmuls over the pool instead: on 2 cores two 1-thread halves of a (4096, 312) x
-(312, 1200) matmul take the same 10 ms as one 2-thread call. This is process-wide: other
-NumPy matmuls in the process then run on one thread too (MINIBERT_FAST=0 leaves BLAS alone).
-
-CuPy arrays and `ENABLED = False` (or MINIBERT_FAST=0) take the reference kernels.
-Threads: $MINIBERT_NUM_THREADS, default the number of cores (at most 8).
+The linear layers split their matmuls over the same pool (BLAS runs single-threaded: see
+`threads.py` for why). Not here: the pool itself (`threads.py`), kernels with nothing to gain
+(embedding, tanh, the other activations, the soft losses: `functional.py`).
 """
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
-import threadpoolctl
 
 from . import functional as ref
-from . import losses
 from .backend import erf
-# kernels with nothing to gain here, re-exported so callers need only this module
-from .functional import embedding_backward, embedding_forward, tanh_backward, tanh_forward  # noqa: F401
-
-ENABLED = os.environ.get("MINIBERT_FAST", "1") != "0"
-# Rows per block: ~1 MiB fits the L2 cache (2 MiB a core here) with room for temporaries, and
-# is big enough that NumPy's ~2 us per call stays small (32 KiB blocks ran GELU 3.5x slower).
-BLOCK_BYTES = 1 << 20
+from .threads import BLOCK_BYTES, for_blocks, for_shares
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
-_pool: ThreadPoolExecutor | None = None
-_blas_limit = None
-
-
-def num_threads() -> int:
-    return int(os.environ.get("MINIBERT_NUM_THREADS", 0)) or min(os.cpu_count() or 1, 8)
-
 
 def _fast(*arrays) -> bool:
-    # an array smaller than one block runs inline (for_blocks), so only the type matters here
-    return ENABLED and all(isinstance(a, np.ndarray) for a in arrays)
-
-
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool, _blas_limit
-    if _pool is None:
-        _blas_limit = threadpoolctl.threadpool_limits(1, user_api="blas")  # kept: see the module docstring
-        _pool = ThreadPoolExecutor(num_threads(), thread_name_prefix="minibert")
-    return _pool
-
-
-def _run_shares(fn, shares) -> None:
-    """One share (a list of (lo, hi) ranges) per thread; this thread takes the first."""
-    def run(share):
-        for lo, hi in share:
-            fn(lo, hi)
-
-    pool = _get_pool()
-    futures = [pool.submit(run, share) for share in shares[1:]]
-    run(shares[0])
-    for f in futures:
-        f.result()  # re-raises a worker's exception here
-
-
-def for_blocks(fn, n_rows: int, row_bytes: int) -> None:
-    """Call fn(lo, hi) on row ranges that cover [0, n_rows): cache-sized blocks, split into one
-    contiguous share per thread. fn must write only rows lo:hi of its outputs."""
-    per_block = max(1, BLOCK_BYTES // max(row_bytes, 1))
-    blocks = [(lo, min(lo + per_block, n_rows)) for lo in range(0, n_rows, per_block)]
-    nt = max(1, min(num_threads(), len(blocks)))
-    _run_shares(fn, [blocks[i * len(blocks) // nt:(i + 1) * len(blocks) // nt] for i in range(nt)])
-
-
-def for_shares(fn, n: int) -> None:
-    """Call fn(lo, hi) once per thread on contiguous ranges covering [0, n): for matmuls,
-    whose cache blocking is BLAS's business."""
-    nt = max(1, min(num_threads(), n))
-    _run_shares(fn, [[(i * n // nt, (i + 1) * n // nt)] for i in range(nt)])
-
-
-def for_elements(fn, *arrays) -> None:
-    """fn(*views) on matching cache-sized 1-D blocks of same-shaped arrays, in the threads: for
-    element-wise in-place updates such as an optimizer's. Falls back to fn(*arrays) for CuPy or
-    non-contiguous arrays."""
-    if not (_fast(*arrays) and all(a.flags.c_contiguous for a in arrays)):
-        return fn(*arrays)
-    flat = [a.reshape(-1) for a in arrays]  # views
-    for_blocks(lambda lo, hi: fn(*(f[lo:hi] for f in flat)), flat[0].size, flat[0].itemsize)
+    """True when every array is a NumPy array (CuPy arrays take the reference kernel). An array
+    smaller than one block runs inline (for_blocks), so only the type matters here."""
+    return all(isinstance(a, np.ndarray) for a in arrays)
 
 
 def _rows(x):
@@ -232,9 +164,6 @@ def gelu_backward(dout, cache):
     return dx.reshape(dout.shape)
 
 
-ACTIVATIONS = {**ref.ACTIVATIONS, "gelu": (gelu_forward, gelu_backward)}
-
-
 # --------------------------------------------------------------------------- Softmax
 
 
@@ -341,7 +270,7 @@ RNG_CHUNK = 1 << 20  # elements per random stream: fixed, so masks do not depend
 def dropout_mask(rng, shape, p, dtype):
     """keep ~ Bernoulli(1 - p), drawn in fixed chunks from independent streams seeded by one
     draw from `rng` (so it stays reproducible and resumable), the chunks in parallel."""
-    if not ENABLED or rng.device != "numpy":
+    if rng.device != "numpy":
         return ref.dropout_mask(rng, shape, p, dtype)
     n = math.prod(shape)
     keep = np.empty(n, dtype=bool)
@@ -463,11 +392,11 @@ def attention_backward(dcontext, cache, dscores_extra=None):
 # the decoder matmul that made them, so they run in row blocks too.
 
 
-def cross_entropy_forward(logits, labels, ignore_index: int = losses.IGNORE_INDEX):
-    """Mean of -log softmax(logits)[label] over labelled rows; as `losses.cross_entropy_forward`."""
+def cross_entropy_forward(logits, labels, ignore_index: int = ref.IGNORE_INDEX):
+    """Mean of -log softmax(logits)[label] over labelled rows; as `functional.cross_entropy_forward`."""
     if not _fast(logits, labels):
-        return losses.cross_entropy_forward(logits, labels, ignore_index)
-    valid, safe, count = losses.check_labels(logits, labels, ignore_index)
+        return ref.cross_entropy_forward(logits, labels, ignore_index)
+    valid, safe, count = ref.check_labels(logits, labels, ignore_index)
     N, C = logits.shape
     probs, picked = np.empty_like(logits), np.empty(N, np.float64)
 
@@ -480,14 +409,14 @@ def cross_entropy_forward(logits, labels, ignore_index: int = losses.IGNORE_INDE
 
     for_blocks(block, N, logits.strides[0])
     loss = -(picked * valid).sum() / max(count, 1)
-    return np.asarray(loss, logits.dtype), losses.CrossEntropyCache(probs, safe, valid, count)
+    return np.asarray(loss, logits.dtype), ref.CrossEntropyCache(probs, safe, valid, count)
 
 
-def cross_entropy_backward(dloss, cache: losses.CrossEntropyCache):
+def cross_entropy_backward(dloss, cache: ref.CrossEntropyCache):
     """dlogits = (softmax - onehot(label)) * dloss / count at labelled rows, 0 elsewhere."""
     probs, labels, valid, count = cache
     if not _fast(probs):
-        return losses.cross_entropy_backward(dloss, cache)
+        return ref.cross_entropy_backward(dloss, cache)
     row_scale = (valid * (float(dloss) / max(count, 1))).astype(probs.dtype)[:, None]  # (N, 1)
     dlogits = np.empty_like(probs)
 

@@ -1,12 +1,19 @@
-"""Kernel pairs: `<op>_forward(...) -> (out, cache)` and `<op>_backward(dout, cache)`.
+"""The reference kernel pairs: `<op>_forward(...) -> (out, cache)` and `<op>_backward(dout, cache)`.
 
-Each backward sits directly under its forward and returns the gradients of the forward's
+This is the readable mainline every layer of the model runs on: linear, embedding, LayerNorm,
+the activations, softmax, dropout, attention, and the losses (cross-entropy, soft
+cross-entropy with temperature, MSE). Each backward sits directly under its forward and returns the gradients of the forward's
 inputs (and parameters) in the same order. Caches hold only what backward needs. Kernels
 take `xp` (numpy or cupy) from their inputs, keep the input dtype (float32 stays float32),
 and draw no random numbers themselves: a dropout mask comes in as an argument.
 
 Shapes: B batch, T sequence, H hidden, NH heads, HS head size, I intermediate, V vocab,
 N = any number of leading rows, D = the feature axis.
+
+Not here: which kernel actually runs (`kernels.py` picks these, or for NumPy arrays the
+blocked, threaded versions of the hot ones in `fast.py`); parameters, caches between forward
+and backward, and training/eval mode (the modules of `nn.py`, `model.py`, `losses.py`); the
+distillation losses (`distill.py`).
 """
 from __future__ import annotations
 
@@ -14,6 +21,9 @@ import math
 from typing import NamedTuple
 
 from .backend import erf, get_array_module, scatter_add
+
+# The label that cross-entropy skips: unscored masked-LM positions, padding (transformers' value).
+IGNORE_INDEX = -100
 
 # ----------------------------------------------------------------------------- Linear
 # y = x W^T + b, with W in PyTorch's (out, in) layout so checkpoints load without transposes.
@@ -50,19 +60,31 @@ def linear_backward(dout, cache: LinearCache):
 class EmbeddingCache(NamedTuple):
     ids: object  # (B, T) integer
     num_embeddings: int
+    padding_idx: int | None
 
 
-def embedding_forward(ids, W):
-    """ids (B, T) integer, W (V, D) -> out (B, T, D) = W[ids]."""
-    return W[ids], EmbeddingCache(ids, W.shape[0])
+def embedding_forward(ids, W, padding_idx=None):
+    """ids (B, T) integer, W (V, D) -> out (B, T, D) = W[ids].
+
+    padding_idx: a row that gets no gradient (torch's padding_idx), or None."""
+    return W[ids], EmbeddingCache(ids, W.shape[0], padding_idx)
 
 
-def embedding_backward(dout, cache: EmbeddingCache):
-    """dout (B, T, D) -> dW (V, D). Repeated ids must add up, hence scatter-add, not `dW[ids] +=`."""
-    ids, V = cache
-    xp = get_array_module(dout)
-    dW = xp.zeros((V, dout.shape[-1]), dtype=dout.dtype)  # (V, D)
-    scatter_add(dW, ids.reshape(-1), dout.reshape(-1, dout.shape[-1]))
+def embedding_backward(dout, cache: EmbeddingCache, dW=None):
+    """dout (B, T, D) -> dW (V, D): row v sums dout over the positions whose id is v.
+
+    Repeated ids must add up, hence scatter-add, not `dW[ids] += dout` (which keeps only one
+    of the repeats). dW: an existing (V, D) gradient to accumulate into, so a module need not
+    allocate a (V, D) temporary (V is 30522 for BERT); a new one when None.
+    """
+    ids, V, padding_idx = cache
+    ids, dout = ids.reshape(-1), dout.reshape(-1, dout.shape[-1])  # (N,), (N, D)
+    if padding_idx is not None:
+        keep = ids != padding_idx  # the padding row gets no gradient
+        ids, dout = ids[keep], dout[keep]
+    if dW is None:
+        dW = get_array_module(dout).zeros((V, dout.shape[-1]), dtype=dout.dtype)  # (V, D)
+    scatter_add(dW, ids, dout)
     return dW
 
 
@@ -152,12 +174,6 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     return dout * (1.0 - cache * cache)
 
-
-ACTIVATIONS = {
-    "gelu": (gelu_forward, gelu_backward),
-    "gelu_new": (gelu_tanh_forward, gelu_tanh_backward),
-    "relu": (relu_forward, relu_backward),
-}
 
 # ---------------------------------------------------------------------------- Softmax
 
@@ -249,3 +265,100 @@ def attention_backward(dcontext, cache: AttentionCache, dscores_extra=None):
     dq = dscores @ k  # (B, NH, T, HS)
     dk = dscores.swapaxes(-1, -2) @ q  # (B, NH, T, HS)
     return dq, dk, dv
+
+
+# ----------------------------------------------------------------------------- Losses
+# `<loss>_forward(...) -> (loss, cache)`, `<loss>_backward(dloss, cache)`. The loss is a 0-d
+# array of the logits' library, so a CuPy run does not stop the GPU to read it: call
+# `float(loss)` only when you log (the trainer does, at its log interval).
+
+
+class CrossEntropyCache(NamedTuple):
+    probs: object  # (N, C)
+    labels: object  # (N,)
+    valid: object  # (N,) bool
+    count: int
+
+
+def check_labels(logits, labels, ignore_index: int = IGNORE_INDEX):
+    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of valid rows."""
+    xp = get_array_module(logits)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"cross_entropy: logits (N, C) and labels (N,) expected, got {logits.shape} and {labels.shape}")
+    valid = labels != ignore_index  # (N,)
+    C = logits.shape[1]
+    bad = valid & ((labels < 0) | (labels >= C))
+    if bool(bad.any()):
+        raise ValueError(f"cross_entropy: label outside [0, {C}) (and not {ignore_index}): {labels[bad][:5].tolist()}")
+    return valid, xp.where(valid, labels, 0), int(valid.sum())
+
+
+def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
+    """Mean of -log softmax(logits)[label] over rows whose label != ignore_index.
+
+    logits (N, C), labels (N,) integer. With no labelled row the loss is 0 (not NaN) and the
+    gradient is zero.
+    """
+    xp = get_array_module(logits)
+    valid, safe, count = check_labels(logits, labels, ignore_index)
+    logp = log_softmax(logits)  # (N, C)
+    picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]  # (N,)
+    loss = -(picked * valid).sum() / max(count, 1)
+    return loss.astype(logits.dtype), CrossEntropyCache(xp.exp(logp), safe, valid, count)
+
+
+def cross_entropy_backward(dloss, cache: CrossEntropyCache):
+    """dlogits = (softmax - onehot(label)) / count at labelled rows, 0 elsewhere."""
+    probs, labels, valid, count = cache
+    xp = get_array_module(probs)
+    dlogits = probs.copy()  # (N, C)
+    dlogits[xp.arange(len(labels)), labels] -= 1.0
+    dlogits *= (valid[:, None] * (dloss / max(count, 1))).astype(probs.dtype)
+    return dlogits
+
+
+class SoftCrossEntropyCache(NamedTuple):
+    p_student: object  # (N, C) softmax(z_S / t)
+    p_teacher: object  # (N, C) softmax(z_T / t)
+    denom: float  # t * (N or N*C)
+
+
+def soft_cross_entropy_forward(student_logits, teacher_logits, temperature: float = 1.0, reduction: str = "batchmean"):
+    """TinyBERT's prediction-layer loss: -sum_c softmax(z_T/t)_c log softmax(z_S/t)_c.
+
+    reduction "batchmean" divides by N (the usual soft cross-entropy); "mean" divides by N*C,
+    which is what the TinyBERT reference code does (issue #176 there). No t^2 factor.
+    student_logits, teacher_logits (N, C). The teacher side is a constant.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"soft_cross_entropy: student {student_logits.shape} and teacher {teacher_logits.shape} differ")
+    if temperature <= 0:
+        raise ValueError(f"soft_cross_entropy: temperature must be positive, got {temperature}")
+    if reduction not in ("batchmean", "mean"):
+        raise ValueError(f"soft_cross_entropy: reduction must be 'batchmean' or 'mean', got {reduction!r}")
+    t = student_logits.dtype.type(temperature)
+    p_teacher, _ = softmax_forward(teacher_logits / t)  # (N, C)
+    logp_student = log_softmax(student_logits / t)  # (N, C)
+    n = student_logits.shape[0] if reduction == "batchmean" else student_logits.size
+    loss = -(p_teacher * logp_student).sum() / n
+    return loss, SoftCrossEntropyCache(get_array_module(logp_student).exp(logp_student), p_teacher, float(temperature) * n)
+
+
+def soft_cross_entropy_backward(dloss, cache: SoftCrossEntropyCache):
+    """dz_S = (softmax(z_S/t) - softmax(z_T/t)) / (t * n)."""
+    p_s, p_t, denom = cache
+    return (p_s - p_t) * p_s.dtype.type(dloss / denom)
+
+
+def mse_forward(pred, target):
+    """mean((pred - target)^2) over every element; target is a constant."""
+    if pred.shape != target.shape:
+        raise ValueError(f"mse: prediction {pred.shape} and target {target.shape} differ")
+    diff = pred - target
+    return (diff * diff).mean(), (diff,)
+
+
+def mse_backward(dloss, cache):
+    """dpred = 2 (pred - target) / n."""
+    (diff,) = cache
+    return diff * diff.dtype.type(2.0 * dloss / diff.size)

@@ -7,6 +7,11 @@ scores (pre-softmax, scaled, mask added), plus the logits of the heads.
 
 Shapes: B batch, T sequence, H hidden, NH heads, HS head size, I intermediate, V vocab,
 L layers, C classes, P labelled (masked) positions.
+
+Kernels come from `kernels.py` at call time (`K.attention_forward(...)`): swap one there and
+every model here runs it. Not here: the kernels' maths (`functional.py`, `fast.py`), the
+generic modules (`nn.py`), the loss modules (`losses.py`), the file formats (`checkpoint.py`,
+which `save_pretrained`/`from_pretrained` call), the distillation losses (`distill.py`).
 """
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import fast as F  # functional.py's kernels, the hot ones made fast
+from . import checkpoint
+from . import kernels as K  # the one place kernels come from (see kernels.py)
 from .backend import RNG, get_array_module
 from .config import BertConfig
-from .losses import mse_backward, mse_forward
+from .losses import CrossEntropyLoss, MSELoss
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
 
 # Added to the scores of padded keys. Finite, as in BERT/TinyBERT: exp underflows to 0 all
@@ -43,13 +49,34 @@ class BertOutput:
     @property
     def attentions(self):
         """Attention probabilities, softmax of the scores (what transformers' output_attentions gives)."""
-        return [F.softmax_forward(s)[0] for s in self.attention_scores]
+        return [K.softmax_forward(s)[0] for s in self.attention_scores]
 
 
 def _seeds(seed: int):
     """Two independent streams from one seed: parameter init, and dropout masks."""
     init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_seq), RNG(int(dropout_seq.generate_state(1)[0]))
+
+
+class PreTrainedModel(Module):
+    """A model built from a BertConfig that reads and writes Hugging Face folders.
+
+    `save_pretrained` writes config.json + model.safetensors (+ the tokenizer's files);
+    `from_pretrained` builds the class from such a folder or a short name ("minilm-l6").
+    The formats, validation and name matching live in `checkpoint.py`.
+    """
+
+    config: BertConfig
+
+    def save_pretrained(self, folder, tokenizer=None):
+        """Write config.json + model.safetensors (+ the tokenizer's files) to `folder`."""
+        return checkpoint.save_pretrained(self, folder, tokenizer=tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, name_or_folder, **kwargs):
+        """Build this model from a Hugging Face folder or a short name such as "minilm-l6"
+        (kwargs: dtype, seed, num_labels, add_pooling_layer; see checkpoint.from_pretrained)."""
+        return checkpoint.from_pretrained(cls, name_or_folder, **kwargs)
 
 
 class BertEmbeddings(Module):
@@ -113,7 +140,7 @@ class BertLayer(Module):
         self.attn_out_dropout = self.add("attention.output.dropout", Dropout(cfg.hidden_dropout_prob, rng))
         self.ffn_dropout = self.add("output.dropout", Dropout(cfg.hidden_dropout_prob, rng))
         self.rng = rng
-        self.act_forward, self.act_backward = F.ACTIVATIONS[cfg.hidden_act]
+        self.hidden_act = cfg.hidden_act  # its kernel pair is looked up at each call: K.activation
 
     def _qkv_weights(self):
         xp = get_array_module(self.query.params["weight"])
@@ -125,18 +152,19 @@ class BertLayer(Module):
         """x (B, T, H), mask_add (B, 1, 1, T) -> x2 (B, T, H), scores (B, NH, T, T)."""
         B, T, H = x.shape
         W, b = self._qkv_weights()
-        qkv, qkv_cache = F.linear_forward(x, W, b)  # (B, T, 3H)
+        qkv, qkv_cache = K.linear_forward(x, W, b)  # (B, T, 3H)
         q, k, v = qkv.reshape(B, T, 3, self.NH, self.HS).transpose(2, 0, 3, 1, 4)  # 3 x (B, NH, T, HS)
         drop = None
         if self.training and self.attn_dropout_p > 0:
-            drop = F.dropout_mask(self.rng, (B, self.NH, T, T), self.attn_dropout_p, x.dtype)
-        ctx, scores, attn_cache = F.attention_forward(q, k, v, mask_add, drop)  # (B, NH, T, HS), (B, NH, T, T)
+            drop = K.dropout_mask(self.rng, (B, self.NH, T, T), self.attn_dropout_p, x.dtype)
+        ctx, scores, attn_cache = K.attention_forward(q, k, v, mask_add, drop)  # (B, NH, T, HS), (B, NH, T, T)
         ctx = ctx.transpose(0, 2, 1, 3).reshape(B, T, H)  # (B, T, H) heads concatenated
         a = self.attn_out.forward(ctx)  # (B, T, H)
         a = self.attn_out_dropout.forward(a)  # (B, T, H)
         x1 = self.attn_norm.forward(x + a)  # (B, T, H)
         h = self.ffn_in.forward(x1)  # (B, T, I)
-        h, act_cache = self.act_forward(h)  # (B, T, I)
+        act_forward, _ = K.activation(self.hidden_act)
+        h, act_cache = act_forward(h)  # (B, T, I)
         f = self.ffn_out.forward(h)  # (B, T, H)
         f = self.ffn_dropout.forward(f)  # (B, T, H)
         x2 = self.ffn_norm.forward(x1 + f)  # (B, T, H)
@@ -154,8 +182,9 @@ class BertLayer(Module):
         df = self.ffn_dropout.backward(dsum)
         # f = self.ffn_out.forward(h)
         dh = self.ffn_out.backward(df)  # (B, T, I)
-        # h, act_cache = self.act_forward(h)
-        dh = self.act_backward(dh, act_cache)
+        # h, act_cache = act_forward(h)
+        _, act_backward = K.activation(self.hidden_act)
+        dh = act_backward(dh, act_cache)
         # h = self.ffn_in.forward(x1)
         dx1 = dx1 + self.ffn_in.backward(dh)
         # x1 = self.attn_norm.forward(x + a)
@@ -167,20 +196,20 @@ class BertLayer(Module):
         dctx = self.attn_out.backward(da)  # (B, T, H)
         # ctx = ctx.transpose(0, 2, 1, 3).reshape(B, T, H)
         dctx = dctx.reshape(B, T, self.NH, self.HS).transpose(0, 2, 1, 3)  # (B, NH, T, HS)
-        # ctx, scores, attn_cache = F.attention_forward(q, k, v, mask_add, drop)
-        dq, dk, dv = F.attention_backward(dctx, attn_cache, dscores)
+        # ctx, scores, attn_cache = K.attention_forward(q, k, v, mask_add, drop)
+        dq, dk, dv = K.attention_backward(dctx, attn_cache, dscores)
         # q, k, v = qkv.reshape(B, T, 3, NH, HS).transpose(2, 0, 3, 1, 4)
         xp = get_array_module(dq)
         dqkv = xp.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H)  # (B, T, 3H)
-        # qkv, qkv_cache = F.linear_forward(x, W, b)
-        dxq, dW, db = F.linear_backward(dqkv, qkv_cache)
+        # qkv, qkv_cache = K.linear_forward(x, W, b)
+        dxq, dW, db = K.linear_backward(dqkv, qkv_cache)
         for i, m in enumerate((self.query, self.key, self.value)):
             m.grads["weight"] += dW[i * H:(i + 1) * H]
             m.grads["bias"] += db[i * H:(i + 1) * H]
         return dx + dxq
 
 
-class BertModel(Module):
+class BertModel(PreTrainedModel):
     """The encoder: embeddings, L layers, and (optionally) the pooler tanh(W h[:, 0] + b)."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True, seed: int = 0,
@@ -230,7 +259,7 @@ class BertModel(Module):
             scores.append(s)
         pooled = None
         if self.pooler is not None:
-            pooled, self._cache = F.tanh_forward(self.pooler.forward(h[:, 0]))  # (B, H)
+            pooled, self._cache = K.tanh_forward(self.pooler.forward(h[:, 0]))  # (B, H)
         return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attention_scores=scores)
 
     def backward(self, dlast_hidden_state=None, dpooler_output=None, dhidden_states=None, dattention_scores=None):
@@ -255,7 +284,7 @@ class BertModel(Module):
             if self.pooler is None:
                 raise ValueError("this BertModel has no pooler, so it takes no dpooler_output")
             # pooled = tanh(self.pooler.forward(h[:, 0]))
-            dfirst = self.pooler.backward(F.tanh_backward(dpooler_output, self._pop_cache()))  # (B, H)
+            dfirst = self.pooler.backward(K.tanh_backward(dpooler_output, self._pop_cache()))  # (B, H)
             dh[:, 0] += dfirst
         for i in range(L - 1, -1, -1):
             if dhidden_states[i + 1] is not None:
@@ -277,15 +306,16 @@ class BertLMPredictionHead(Module):
         self.norm = self.add("transform.LayerNorm", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps))
         self.add_param("bias", np.zeros(cfg.vocab_size, dtype=np.float32))
         self.word_embeddings = word_embeddings  # not a child: its weight belongs to the encoder
-        self.act_forward, self.act_backward = F.ACTIVATIONS[cfg.hidden_act]
+        self.hidden_act = cfg.hidden_act
 
     def forward(self, h):
         """h (N, H) -> logits (N, V)."""
         t = self.dense.forward(h)  # (N, H)
-        t, act_cache = self.act_forward(t)  # (N, H)
+        act_forward, _ = K.activation(self.hidden_act)
+        t, act_cache = act_forward(t)  # (N, H)
         t = self.norm.forward(t)  # (N, H)
         E = self.word_embeddings.params["weight"]  # (V, H)
-        logits, dec_cache = F.linear_forward(t, E, self.params["bias"])  # (N, V) the decoder, tied to the input embeddings
+        logits, dec_cache = K.linear_forward(t, E, self.params["bias"])  # (N, V) the decoder, tied to the input embeddings
         self._cache = (act_cache, dec_cache)
         return logits
 
@@ -294,22 +324,23 @@ class BertLMPredictionHead(Module):
         act_cache, dec_cache = self._pop_cache()
         # logits = t E^T + bias: the tied weight gets this path's gradient added to its own
         if tied_grad:
-            dt, dE, dbias = F.linear_backward(dlogits, dec_cache)  # (N, H), (V, H), (V,)
+            dt, dE, dbias = K.linear_backward(dlogits, dec_cache)  # (N, H), (V, H), (V,)
             self.word_embeddings.grads["weight"] += dE
         else:
-            dt = F.linear_forward(dlogits, dec_cache.W.T)[0]  # (N, H) = dlogits E, no (V, H) product
+            dt = K.linear_forward(dlogits, dec_cache.W.T)[0]  # (N, H) = dlogits E, no (V, H) product
             dbias = dlogits.sum(axis=0)
         self.grads["bias"] += dbias
         # t = self.norm.forward(t)
         dt = self.norm.backward(dt)
-        # t, act_cache = self.act_forward(t)
-        dt = self.act_backward(dt, act_cache)
+        # t, act_cache = act_forward(t)
+        _, act_backward = K.activation(self.hidden_act)
+        dt = act_backward(dt, act_cache)
         # t = self.dense.forward(h)
         return self.dense.backward(dt)
 
 
-class _HeadModel(Module):
-    """Shared plumbing of the task heads: seeding, the `bert.` encoder, calling."""
+class _HeadModel(PreTrainedModel):
+    """Shared plumbing of the task heads: seeding, the `bert.` encoder, the masked-LM path."""
 
     def _build_encoder(self, config: BertConfig, seed: int, add_pooling_layer: bool):
         self.config = config
@@ -318,35 +349,41 @@ class _HeadModel(Module):
         return init
 
     def _mlm_forward(self, h, labels, only_labelled):
-        """Masked-LM logits and loss. h (B, T, H), labels (B, T) with -100 at unscored positions."""
+        """Masked-LM logits and loss. h (B, T, H), labels (B, T) with IGNORE_INDEX at unscored positions.
+
+        -> logits (B, T, V), or (P, V) at the labelled positions only; loss (None without
+        labels); positions (P,) flat indices into B*T or None; the cache `_mlm_backward` takes.
+        """
         B, T, H = h.shape
         positions = None
         if only_labelled:
             if labels is None:
                 raise ValueError("logits only at labelled positions needs labels")
             xp = get_array_module(h)
-            positions = xp.nonzero(labels.reshape(-1) != -100)[0]  # (P,)
+            positions = xp.nonzero(labels.reshape(-1) != K.IGNORE_INDEX)[0]  # (P,)
             logits = self.lm_head.forward(h.reshape(B * T, H)[positions])  # (P, V)
-            flat_labels = labels.reshape(-1)[positions]
+            flat_labels = labels.reshape(-1)[positions]  # (P,)
         else:
             logits = self.lm_head.forward(h.reshape(B * T, H)).reshape(B, T, -1)  # (B, T, V)
-            flat_labels = None if labels is None else labels.reshape(-1)
+            flat_labels = None if labels is None else labels.reshape(-1)  # (B*T,)
         loss = None
         if labels is not None:
-            loss, self._mlm_loss_cache = F.cross_entropy_forward(logits.reshape(-1, logits.shape[-1]), flat_labels)
-        self._mlm_shape = (B, T, H, positions)
-        return logits, loss, positions
+            loss = self.mlm_loss.forward(logits.reshape(-1, logits.shape[-1]), flat_labels)
+        return logits, loss, positions, (h.shape, positions, loss is not None)
 
-    def _mlm_backward(self, dloss, dlogits, tied_grad=True):
-        B, T, H, positions = self._mlm_shape
+    def _mlm_backward(self, dloss, dlogits, cache, tied_grad=True):
+        """Gradient on h (B, T, H) from dloss * loss and/or dlogits; None when neither is given."""
+        (B, T, H), positions, has_loss = cache
         V = self.config.vocab_size
         g = None
-        if dloss is not None:
-            g = F.cross_entropy_backward(dloss, self._mlm_loss_cache)  # (N, V)
+        # loss = self.mlm_loss.forward(logits, flat_labels)
+        if has_loss:
+            g = self.mlm_loss.backward(dloss)  # (P or B*T, V)
         if dlogits is not None:
             g = dlogits.reshape(-1, V) if g is None else g + dlogits.reshape(-1, V)
         if g is None:
             return None
+        # logits = self.lm_head.forward(h.reshape(B * T, H)[positions])
         dflat = self.lm_head.backward(g, tied_grad)  # (P or B*T, H)
         if positions is None:
             return dflat.reshape(B, T, H)
@@ -362,17 +399,18 @@ class BertForMaskedLM(_HeadModel):
         super().__init__()
         init = self._build_encoder(config, seed, add_pooling_layer=False)
         self.lm_head = self.add("cls.predictions", BertLMPredictionHead(config, self.bert.embeddings.word, init))
+        self.mlm_loss = CrossEntropyLoss()
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, only_labelled=False) -> BertOutput:
-        """labels (B, T): token ids at scored positions, -100 elsewhere.
+        """labels (B, T): token ids at scored positions, IGNORE_INDEX (-100) elsewhere.
 
         only_labelled=True computes the (V-wide) logits at labelled positions only: logits
         are then (P, V) and `out.mlm_positions` holds their flat indices into B*T.
         """
         out = self.bert.forward(input_ids, token_type_ids, attention_mask)
-        out.logits, out.loss, out.mlm_positions = self._mlm_forward(out.last_hidden_state, labels, only_labelled)
+        out.logits, out.loss, out.mlm_positions, self._cache = self._mlm_forward(out.last_hidden_state, labels,
+                                                                                 only_labelled)
         out.mlm_loss = out.loss
-        self._has_loss = labels is not None
         return out
 
     def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, head_only=False):
@@ -381,7 +419,7 @@ class BertForMaskedLM(_HeadModel):
         head_only=True stops at the head (a frozen encoder: only `cls.predictions` receives
         gradients; the tied word embeddings do not).
         """
-        dh = self._mlm_backward(dloss if self._has_loss else None, dlogits, tied_grad=not head_only)
+        dh = self._mlm_backward(dloss, dlogits, self._pop_cache(), tied_grad=not head_only)
         if not head_only:
             self.bert.backward(dh, None, dhidden_states, dattention_scores)
 
@@ -394,26 +432,31 @@ class BertForPreTraining(_HeadModel):
         init = self._build_encoder(config, seed, add_pooling_layer=True)
         self.lm_head = self.add("cls.predictions", BertLMPredictionHead(config, self.bert.embeddings.word, init))
         self.nsp_head = self.add("cls.seq_relationship", Linear(config.hidden_size, 2, init, config.initializer_range))
+        self.mlm_loss, self.nsp_loss = CrossEntropyLoss(), CrossEntropyLoss()
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
                 next_sentence_label=None, only_labelled=False) -> BertOutput:
         """labels (B, T) as in BertForMaskedLM; next_sentence_label (B,): 0 continuation, 1 random."""
         out = self.bert.forward(input_ids, token_type_ids, attention_mask)
-        out.logits, out.mlm_loss, out.mlm_positions = self._mlm_forward(out.last_hidden_state, labels, only_labelled)
+        out.logits, out.mlm_loss, out.mlm_positions, mlm_cache = self._mlm_forward(out.last_hidden_state, labels,
+                                                                                   only_labelled)
         out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)  # (B, 2)
         if next_sentence_label is not None:
-            out.nsp_loss, self._nsp_cache = F.cross_entropy_forward(out.seq_relationship_logits, next_sentence_label)
+            out.nsp_loss = self.nsp_loss.forward(out.seq_relationship_logits, next_sentence_label)
         if out.mlm_loss is not None and out.nsp_loss is not None:
             out.loss = out.mlm_loss + out.nsp_loss
-        self._losses = (out.mlm_loss is not None, out.nsp_loss is not None)
+        self._cache = (mlm_cache, out.nsp_loss is not None)
         return out
 
     def backward(self, dloss=1.0, dlogits=None, dseq_relationship_logits=None, dhidden_states=None, dattention_scores=None):
-        has_mlm, has_nsp = self._losses
-        dh = self._mlm_backward(dloss if has_mlm else None, dlogits)
-        dnsp = F.cross_entropy_backward(dloss, self._nsp_cache) if has_nsp else None
+        mlm_cache, has_nsp = self._pop_cache()
+        # out.loss = out.mlm_loss + out.nsp_loss: each gets dloss
+        dh = self._mlm_backward(dloss, dlogits, mlm_cache)
+        # out.nsp_loss = self.nsp_loss.forward(out.seq_relationship_logits, next_sentence_label)
+        dnsp = self.nsp_loss.backward(dloss) if has_nsp else None
         if dseq_relationship_logits is not None:
             dnsp = dseq_relationship_logits if dnsp is None else dnsp + dseq_relationship_logits
+        # out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)
         dpooled = self.nsp_head.backward(dnsp) if dnsp is not None else None
         self.bert.backward(dh, dpooled, dhidden_states, dattention_scores)
 
@@ -430,27 +473,24 @@ class BertForSequenceClassification(_HeadModel):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = self.add("dropout", Dropout(p, self.rng))
         self.classifier = self.add("classifier", Linear(config.hidden_size, num_labels, init, config.initializer_range))
+        self.loss_fct = MSELoss() if num_labels == 1 else CrossEntropyLoss()
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> BertOutput:
         """labels (B,): class ids, or floats when num_labels = 1. logits (B, C)."""
         out = self.bert.forward(input_ids, token_type_ids, attention_mask)
         x = self.dropout.forward(out.pooler_output)  # (B, H)
         out.logits = self.classifier.forward(x)  # (B, C)
-        self._loss_cache = None
         if labels is not None:
-            if self.num_labels == 1:
-                out.loss, cache = mse_forward(out.logits[:, 0], labels.astype(out.logits.dtype))
-                self._loss_cache = ("mse", cache)
-            else:
-                out.loss, cache = F.cross_entropy_forward(out.logits, labels)
-                self._loss_cache = ("ce", cache)
+            # regression compares the (B, 1) logits with the labels as a (B, 1) column
+            target = labels.astype(out.logits.dtype)[:, None] if self.num_labels == 1 else labels
+            out.loss = self.loss_fct.forward(out.logits, target)
+        self._cache = labels is not None
         return out
 
     def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None):
-        g = None
-        if self._loss_cache is not None:
-            kind, cache = self._loss_cache
-            g = F.cross_entropy_backward(dloss, cache) if kind == "ce" else mse_backward(dloss, cache)[:, None]
+        has_loss = self._pop_cache()
+        # out.loss = self.loss_fct.forward(out.logits, target)
+        g = self.loss_fct.backward(dloss) if has_loss else None  # (B, C)
         if dlogits is not None:
             g = dlogits if g is None else g + dlogits
         if g is None:

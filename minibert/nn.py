@@ -1,4 +1,4 @@
-"""Modules: thin stateful wrappers around the kernel pairs in `functional.py`.
+"""Modules: thin stateful wrappers around the kernel pairs, taken from `kernels.py`.
 
 A module owns `params` and `grads` (dicts with the same keys, built at construction) and
 child modules registered under Hugging Face names (a child's name may contain dots, so a
@@ -6,6 +6,12 @@ BertLayer can call its query projection `attention.self.query` and still read to
 bottom). `forward` stores one cache; `backward(dout)` *accumulates* parameter gradients
 (`+=`, so tied weights and gradient accumulation need nothing special), returns the input
 gradient, and drops the cache.
+
+Kernels are looked up on `minibert.kernels` at every call (`K.linear_forward(...)`), never
+imported by name, so a kernel swapped there reaches every module.
+
+Not here: the kernels' maths (`functional.py`, `fast.py`); the BERT blocks and models, and
+reading/writing checkpoints (`model.py`, `checkpoint.py`); the loss modules (`losses.py`).
 """
 from __future__ import annotations
 
@@ -13,8 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from . import fast as F  # functional.py's kernels, the hot ones made fast
-from .backend import RNG, check_device, get_array_module, scatter_add, to_device
+from . import kernels as K  # the one place kernels come from (see kernels.py)
+from .backend import RNG, check_device, get_array_module, to_device
 
 
 class Module:
@@ -104,20 +110,6 @@ class Module:
     def xp(self):
         return get_array_module(next(iter(self.named_parameters().values())))
 
-    # -- checkpoints (Hugging Face folders; see checkpoint.py) ---------------------------
-    def save_pretrained(self, folder, tokenizer=None):
-        """Write config.json + model.safetensors (+ the tokenizer's files) to `folder`."""
-        from . import checkpoint
-
-        return checkpoint.save_pretrained(self, folder, tokenizer=tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, folder, **kw):
-        """Build this model from a Hugging Face folder or a short name such as "minilm-l6"."""
-        from . import checkpoint
-
-        return checkpoint.from_pretrained(cls, folder, **kw)
-
     def _pop_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward (or called twice)")
@@ -140,11 +132,11 @@ class Linear(Module):
             self.add_param("bias", np.zeros(out_features, dtype=np.float32))
 
     def forward(self, x):
-        y, self._cache = F.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        y, self._cache = K.linear_forward(x, self.params["weight"], self.params.get("bias"))
         return y
 
     def backward(self, dout):
-        dx, dW, db = F.linear_backward(dout, self._pop_cache())
+        dx, dW, db = K.linear_backward(dout, self._pop_cache())
         self.grads["weight"] += dW
         if "bias" in self.grads:
             self.grads["bias"] += db
@@ -169,18 +161,11 @@ class Embedding(Module):
         V = self.params["weight"].shape[0]
         if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
             raise ValueError(f"embedding id out of range: ids span [{int(ids.min())}, {int(ids.max())}] but the table has {V} rows")
-        out, self._cache = F.embedding_forward(ids, self.params["weight"])
+        out, self._cache = K.embedding_forward(ids, self.params["weight"], self.padding_idx)
         return out
 
     def backward(self, dout):
-        # F.embedding_backward's scatter-add, done straight into the accumulated gradient so
-        # a (V, D) temporary is never allocated (V is 30522 for BERT).
-        ids, _ = self._pop_cache()
-        ids, dout = ids.reshape(-1), dout.reshape(-1, dout.shape[-1])  # (N,), (N, D)
-        if self.padding_idx is not None:
-            keep = ids != self.padding_idx  # the padding row gets no gradient
-            ids, dout = ids[keep], dout[keep]
-        scatter_add(self.grads["weight"], ids, dout)
+        K.embedding_backward(dout, self._pop_cache(), dW=self.grads["weight"])  # accumulates in place
         return None
 
 
@@ -194,11 +179,11 @@ class LayerNorm(Module):
         self.eps = eps
 
     def forward(self, x):
-        y, self._cache = F.layernorm_forward(x, self.params["weight"], self.params["bias"], self.eps)
+        y, self._cache = K.layernorm_forward(x, self.params["weight"], self.params["bias"], self.eps)
         return y
 
     def backward(self, dout):
-        dx, dgamma, dbeta = F.layernorm_backward(dout, self._pop_cache())
+        dx, dgamma, dbeta = K.layernorm_backward(dout, self._pop_cache())
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
         return dx
@@ -215,11 +200,11 @@ class Dropout(Module):
     def forward(self, x):
         mask = None
         if self.training and self.p > 0:
-            mask = F.dropout_mask(self.rng, x.shape, self.p, x.dtype)
-        y, mask = F.dropout_forward(x, mask)
+            mask = K.dropout_mask(self.rng, x.shape, self.p, x.dtype)
+        y, mask = K.dropout_forward(x, mask)
         self._cache = (mask,)  # a tuple, so "no mask" still counts as "forward ran"
         return y
 
     def backward(self, dout):
         (mask,) = self._pop_cache()
-        return F.dropout_backward(dout, mask)
+        return K.dropout_backward(dout, mask)

@@ -13,6 +13,15 @@ The notation below, used in every docstring::
     t      step number, 1 for the first update
     η_t    learning rate used by update t (base lr times the schedule's multiplier)
 
+Nothing here reads a value back to the host: ``clip_grad_norm`` keeps the norm and the scale
+on the gradients' device and returns the norm as a 0-d array, so on CuPy a training step never
+waits for the GPU; the trainer converts the norm to a float only when it logs.
+
+This module does not compute gradients (each module's ``backward`` does), run the training
+loop (``trainer.py``), or write its state to disk (``state_dict()`` hands the moments to the
+trainer, which saves them through ``checkpoint.py``). The update runs in cache-sized blocks on
+the thread pool of ``threads.py``.
+
 A typical training step (gradient accumulation over k micro-batches, TinyBERT style)::
 
     opt = AdamW(model.named_parameters(), lr=5e-5)
@@ -38,7 +47,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import fast
+from .threads import for_elements
 
 __all__ = [
     "AdamW",
@@ -153,8 +162,8 @@ class AdamW:
         self.step_count += 1
         for name, p in self.params.items():
             wd = 0.0 if name in self.no_decay else self.weight_decay
-            # in cache-sized blocks, in threads (fast.for_elements): the update is element-wise
-            fast.for_elements(lambda *blocks: self._update(*blocks, lr, wd), p, grads[name], self.exp_avg[name],
+            # in cache-sized blocks, in threads (threads.for_elements): the update is element-wise
+            for_elements(lambda *blocks: self._update(*blocks, lr, wd), p, grads[name], self.exp_avg[name],
                               self.exp_avg_sq[name])
 
     def _update(self, p, g, m, v, lr: float, wd: float) -> None:

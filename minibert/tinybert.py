@@ -1,14 +1,25 @@
-"""The TinyBERT recipe as training runs: general distillation, task distillation, the pipeline.
+"""The TinyBERT recipe as functions with typed arguments: general distillation, augmentation, task distillation.
 
     stage 1  general distillation   teacher encoder -> student encoder on a general corpus,
                                     L_att + L_hid + L_emb (no labels, no heads)
+    augment  data augmentation      each training sentence -> N_a copies with words replaced
+                                    by masked-LM / GloVe candidates
     stage 2a intermediate layers    fine-tuned teacher -> student on (augmented) task data,
                                     L_att + L_hid + L_emb, constant learning rate
     stage 2b prediction layer       the same pair, L_pred only, warmup + linear decay,
                                     evaluated on dev, the best checkpoint kept
 
-The losses live in `distill.py`; the loop in `trainer.py`. Decisions (the reference code's
-choice in brackets):
+    general_distillation(GeneralDistillSettings(), CorpusSettings(), TrainArgs(output_dir="runs/general"))
+    augment(TaskDataSettings("sst-2"), AugmentSettings(), CorpusSettings())
+    results = pipeline(TaskDataSettings("sst-2", max_train_examples=4000), TaskDistillSettings(pred_steps=150))
+    print(report.results_table(results))
+
+`pipeline` fine-tunes the teacher first when `settings.teacher` is None, then runs stage 2 and
+describes both models; `task_distillation` is stage 2 alone, for models already in hand. The
+losses live in `distill.py`, the loop in `trainer.py`, students in `specs.py`, the table in
+`report.py`, flags in `train.py`; the settings' fields (`settings.py`) are the flags' help.
+
+Decisions (the reference code's choice in brackets):
 - The teacher runs in eval mode, so its targets are deterministic [dropout left on].
   Distillation targets that change from step to step only add noise to a regression loss.
 - AdamW with bias correction and global-norm clipping [BertAdam, per-tensor clipping]: the
@@ -24,76 +35,35 @@ choice in brackets):
   distill-general also takes "teacher:0,5": the *pre-trained* teacher's layers, distilled
   further on the general corpus (TinyBERT's "smart init" plus stage 1); distill-task then
   starts from that folder and copies the fine-tuned teacher's classifier onto it.
+- A stage-1 student folder carries its fit_dense projection (checkpoint.FIT_DENSE_NAME), and
+  stage 2 continues it. One that does not fit the teacher (another width) is an error unless
+  `fit_dense_mismatch="reinit"` asks for a fresh projection, which is then logged as a warning.
 """
 from __future__ import annotations
 
-import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
+from . import checkpoint
 from . import data as D
-from .backend import to_numpy
-from .config import PRESETS, BertConfig
 from .distill import Distiller
-from .model import BertModel
+from .evaluation import evaluate, evaluate_mlm
+from .finetune import load_task, train_classifier
+from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
+from .pretrain import pretraining_data
+from .report import compare, describe, write_results
+from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, RunOptions,
+                       TaskDataSettings, TaskDistillSettings)
+from .specs import DEFAULT_TEACHER, build_student, load_teacher, load_tokenizer, parse_student_spec, student_encoder
+from .trainer import Trainer, TrainArgs, TrainState
 
-FIT_DENSE_FILE = "fit_dense.safetensors"
-
-
-# ============================================================================== students
-
-
-def student_from_teacher_layers(teacher: BertModel, layers: list[int], seed: int = 0) -> BertModel:
-    """A BertModel with the teacher's embeddings, pooler and the chosen layers (0-based)."""
-    tcfg = teacher.config
-    if not layers or any(not 0 <= i < tcfg.num_hidden_layers for i in layers):
-        raise ValueError(f"teacher layers must be in [0, {tcfg.num_hidden_layers}), got {layers}")
-    cfg = BertConfig.from_dict({**tcfg.to_dict(), "num_hidden_layers": len(layers)})
-    student = BertModel(cfg, seed=seed)
-    src = teacher.named_parameters()
-    for name, p in student.named_parameters().items():
-        if name.startswith("encoder.layer."):
-            i, rest = name[len("encoder.layer."):].split(".", 1)
-            name = f"encoder.layer.{layers[int(i)]}.{rest}"
-        p[...] = src[name]
-    return student
-
-
-def parse_student_spec(spec: str) -> tuple[str, object]:
-    """'teacher:0,2,4' -> ("teacher", [0, 2, 4]); a preset -> ("preset", name); else ("folder", path)."""
-    if spec.startswith("teacher:"):
-        try:
-            return "teacher", [int(x) for x in spec[len("teacher:"):].split(",")]
-        except ValueError:
-            raise ValueError(f"--student {spec!r}: expected teacher:<comma-separated layer numbers>") from None
-    if spec in PRESETS:
-        return "preset", spec
-    return "folder", spec
-
-
-def save_student(folder, student, distiller: Distiller | None, tokenizer) -> None:
-    """The student in Hugging Face layout, plus fit_dense so a later stage can continue it."""
-    student.save_pretrained(folder, tokenizer=tokenizer)
-    if distiller is not None:
-        arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in distiller.fit_dense.named_parameters().items()}
-        save_file(arrays, str(Path(folder) / FIT_DENSE_FILE))
-
-
-def load_fit_dense(distiller: Distiller, folder) -> bool:
-    """Restore fit_dense saved next to a student (general distillation's); False if absent."""
-    path = Path(folder) / FIT_DENSE_FILE
-    if not path.is_file():
-        return False
-    arrays = load_file(str(path))
-    params = distiller.fit_dense.named_parameters()
-    if set(arrays) != set(params) or any(arrays[k].shape != params[k].shape for k in params):
-        return False  # a different student/teacher width: start the projection afresh
-    for k, p in params.items():
-        p[...] = arrays[k]
-    return True
+# Stage 1 reads plain text: pretraining_data with one "masked" token per sequence, which
+# general_batches then puts back (no 80/10/10 corruption reaches the teacher or the student).
+PLAIN_TEXT = MaskingSettings(masked_lm_prob=0.0, max_predictions_per_seq=1, whole_word_mask=False)
+BERT_MASKING = MaskingSettings()  # augmentation's MLM head learns on BERT's own masked-LM data
 
 
 # ================================================================================ steps
@@ -115,11 +85,61 @@ def distill_step(student, teacher, distiller: Distiller, stage: str):
     return step_fn
 
 
+def save_student(folder, student, distiller: Distiller | None, tokenizer) -> None:
+    """The student in Hugging Face layout, plus fit_dense so a later stage can continue it."""
+    student.save_pretrained(folder, tokenizer=tokenizer)
+    if distiller is not None:
+        checkpoint.save_fit_dense(folder, distiller.fit_dense)
+
+
+# =========================================================== stage 1: general distillation
+
+
 def general_batches(pre: D.PretrainingData) -> D.PretrainingData:
     """General distillation reads plain text: undo the one masked token per sequence."""
     ids = np.where(pre.mlm_labels != D.IGNORE_INDEX, pre.mlm_labels, pre.input_ids).astype(pre.input_ids.dtype)
     return D.PretrainingData(ids, pre.token_type_ids, pre.attention_mask,
                              np.full_like(pre.mlm_labels, D.IGNORE_INDEX), pre.next_sentence_label)
+
+
+def heldout_losses(student, teacher, distiller: Distiller, held: D.PretrainingData, batch_size: int,
+                   max_batches: int = 10) -> dict:
+    """Mean held-out stage-1 losses (no metric exists before task data): heldout_att, heldout_rep, heldout_total."""
+    sums = {}
+    batches = D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]
+    for idx in batches:
+        b = held.collate(idx)
+        student.eval()
+        s_out = student(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        t_out = teacher(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        losses = distiller(s_out, t_out, stage="general")
+        student.train()
+        for k in ("att", "rep", "total"):
+            sums[k] = sums.get(k, 0.0) + float(losses[k])
+    return {f"heldout_{k}": v / len(batches) for k, v in sums.items()}
+
+
+def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSettings, args: TrainArgs,
+                         run: RunOptions = RunOptions()) -> TrainState:
+    """Stage 1: the pre-trained teacher's encoder -> a student encoder on the general corpus.
+
+    The student (and its fit_dense) is saved to args.output_dir, ready for task distillation.
+    """
+    teacher = BertModel.from_pretrained(checkpoint.resolve_model_path(settings.teacher)).eval()
+    tok = load_tokenizer(settings.teacher, settings.vocab)
+    student = student_encoder(settings.student, teacher, tok, args.seed)
+    distiller = Distiller(student.config, teacher.config, strategy=settings.mapping, seed=args.seed)
+    print("building the general corpus ...", file=sys.stderr)
+    train, held = pretraining_data(tok, corpus, PLAIN_TEXT, args.seed)
+    train, held = general_batches(train), general_batches(held)
+    print(f"{len(train)} training sequences of length {corpus.max_seq_length}; student {student.num_parameters():,} "
+          f"parameters, teacher layers {distiller.mapping}", file=sys.stderr)
+    trainer = Trainer(args, {"": student, "distill.": distiller.fit_dense},
+                      D.Batcher(train, args.batch_size, seed=args.seed),
+                      distill_step(student, teacher, distiller, "general"),
+                      lambda: heldout_losses(student, teacher, distiller, held, args.batch_size),
+                      lambda folder: save_student(folder, student, distiller, tok), device=run.device)
+    return trainer.train(resume=run.resume)
 
 
 # ========================================================================= augmentation
@@ -145,53 +165,129 @@ def mlm_head_step(model):
     return step_fn
 
 
-# ============================================================================ measuring
+def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer) -> BertForMaskedLM:
+    """The teacher's encoder with a masked-LM head trained for settings.mlm_steps (saved to <output_dir>/mlm-head)."""
+    head_dir = Path(settings.output_dir) / "mlm-head"
+    print(f"== training a masked-LM head on the frozen {settings.teacher} encoder ({settings.mlm_steps} steps) -> "
+          f"{head_dir}", file=sys.stderr)
+    mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.teacher), seed=settings.seed)
+    train, held = pretraining_data(tokenizer, corpus, BERT_MASKING, settings.seed)
+    args = TrainArgs(output_dir=str(head_dir), max_steps=settings.mlm_steps, batch_size=32, lr=1e-3,
+                     warmup_ratio=0.05, weight_decay=0.0, seed=settings.seed, progress=settings.progress, log_steps=10)
+    Trainer(args, {"cls.predictions.": mlm.lm_head}, D.Batcher(train, 32, seed=settings.seed), mlm_head_step(mlm),
+            lambda: evaluate_mlm(mlm, held), lambda folder: mlm.save_pretrained(folder, tokenizer=tokenizer)).train()
+    return mlm
 
 
-def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, vocab: int = 1000, seed: int = 0) -> float:
-    """Median forward time in milliseconds of a (batch_size, seq_len) batch in eval mode."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 1000 + vocab, size=(batch_size, seq_len)).astype(np.int32)
-    was = model.training
-    model.eval()
-    model(ids)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(ids)
-        times.append(time.perf_counter() - t0)
-    model.train(was)
-    return float(np.median(times) * 1000)
+SAMPLE_SENTENCES = ("it 's a charming and often affecting journey .", "the plot is nothing but boilerplate clichés .")
 
 
-def encoder_params(model) -> int:
-    """Parameters of the encoder without the embeddings and the head (the 'compute' size)."""
-    return int(sum(p.size for n, p in model.named_parameters().items() if ".encoder." in f".{n}"))
+def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSettings = CorpusSettings()) -> dict:
+    """TinyBERT data augmentation of the task's train.tsv into <output_dir>/train_aug.tsv.
+
+    Uses data.task, data.data and data.max_train_examples. Returns {"file", "rows", "samples"}:
+    samples holds a few augmentations of two fixed sentences, to eyeball the candidates.
+    """
+    from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_tsv  # GloVe loading is slow to import
+
+    tok = load_tokenizer(settings.teacher, settings.vocab)
+    if settings.candidates == "glove":
+        mlm = None
+    elif settings.mlm:
+        mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.mlm))
+    else:
+        mlm = train_mlm_head(settings, corpus, tok)
+    task = D.get_task(data.task)
+    src = Path(data.data) if data.data else D.find_data(task.dir, "--data")
+    out = Path(settings.output_dir) / "train_aug.tsv"
+    candidates = None if mlm is None else MLMCandidates(mlm, tok, k=settings.k)
+    augmenter = Augmenter(candidates, GloveNeighbours(), k=settings.k, p=settings.p, n_aug=settings.n_aug,
+                          seed=settings.seed)
+    rows = augment_tsv(task, src / "train.tsv", out, augmenter, max_examples=data.max_train_examples or None,
+                       progress=settings.progress)
+    return {"file": str(out), "rows": rows, "samples": {s: augmenter.augment(s)[:4] for s in SAMPLE_SENTENCES}}
 
 
-def describe(model, task: str, dev, predict, repeats: int = 10) -> dict:
-    """Accuracy (task metrics), parameters and latency at batch 1 and 32, sequence 64."""
-    metrics = D.compute_metrics(task, predict(model, dev), dev.labels)
-    main = D.get_task(task).main_metric  # acc for SST-2/MRPC, mcc for CoLA
-    return {**metrics, "accuracy": metrics.get("acc"), "main_metric": main, "score": metrics[main],
-            "params": model.num_parameters(),
-            "encoder_params": encoder_params(model),
-            "latency_ms": measure_latency(model, 1, 64, repeats), "latency_ms_b32": measure_latency(model, 32, 64, max(3, repeats // 3))}
+# ============================================================ stage 2: task distillation
 
 
-def results_table(results: dict) -> str:
-    """A small text table: one row per model in results (teacher first)."""
-    rows = [("model", "params", "encoder", "dev metric", "latency b1 (ms)", "latency b32 (ms)")]
-    for name, r in results.items():
-        if not isinstance(r, dict) or "params" not in r:
-            continue
-        rows.append((name, f"{r['params']:,}", f"{r['encoder_params']:,}", f"{r['main_metric']} {100 * r['score']:.2f}",
-                     f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+def task_distillation(task: str, teacher, student, train: D.EncodedExamples, dev: D.EncodedExamples, tokenizer,
+                      settings: TaskDistillSettings, fit_dense_from=None) -> dict:
+    """Stage 2: intermediate layers (2a, skipped when no steps or epochs) then the prediction layer (2b).
+
+    Writes <output_dir>/intermediate/, prediction/ (checkpoints, metrics.jsonl, best/) and
+    student/ (the best dev checkpoint, which is the student handed over). fit_dense_from: a
+    stage-1 student folder whose fit_dense to continue (see the module docstring).
+    Returns {"best_dev", "history" (the prediction stage's), "folder", "model"}.
+    """
+    spec = D.get_task(task)
+    out = Path(settings.output_dir)
+    s = settings
+    distiller = Distiller(student.config, teacher.config, strategy=s.mapping, temperature=s.temperature, seed=s.seed)
+    if fit_dense_from and checkpoint.load_fit_dense(distiller.fit_dense, fit_dense_from,
+                                                    on_mismatch=s.fit_dense_mismatch):
+        print(f"fit_dense continues from {fit_dense_from}", file=sys.stderr)
+    save = lambda folder: save_student(folder, student, distiller, tokenizer)
+    modules = {"": student, "distill.": distiller.fit_dense}
+    common = dict(batch_size=s.batch_size, seed=s.seed, progress=s.progress, log_steps=s.log_steps,
+                  save_steps=s.save_steps, optimizer=s.optimizer, clip=s.clip, weight_decay=s.weight_decay)
+    if s.inter_epochs > 0 or s.inter_steps > 0:
+        args = TrainArgs(output_dir=str(out / "intermediate"), epochs=s.inter_epochs or 1.0, max_steps=s.inter_steps,
+                         lr=s.inter_lr, schedule="constant", warmup_ratio=0.0, **common)
+        Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
+                distill_step(student, teacher, distiller, "intermediate"), None, save).train(resume=s.resume)
+    args = TrainArgs(output_dir=str(out / "prediction"), epochs=s.pred_epochs or 1.0, max_steps=s.pred_steps,
+                     lr=s.pred_lr, schedule="linear", warmup_ratio=0.1, eval_steps=s.eval_steps,
+                     metric_for_best=spec.main_metric, **common)
+    # seed + 1: stage 2b sees the examples in another order than 2a
+    trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
+                      distill_step(student, teacher, distiller, "prediction"),
+                      lambda: evaluate(student, spec.name, dev), save)
+    state = trainer.train(resume=s.resume)
+    best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
+    best.save_pretrained(out / "student", tokenizer=tokenizer)
+    return {"best_dev": state.best_metric, "history": state.history, "folder": str(out / "student"), "model": best}
 
 
-def write_results(folder, results: dict) -> None:
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+def finetune_teacher(task: str, train: D.EncodedExamples, tokenizer, settings: TaskDistillSettings):
+    """The MiniLM-L6 teacher fine-tuned on `train` (teacher_epochs, teacher_lr), saved to <output_dir>/teacher."""
+    spec = D.get_task(task)
+    teacher = BertForSequenceClassification.from_pretrained(checkpoint.resolve_model_path(DEFAULT_TEACHER),
+                                                            num_labels=spec.num_labels)
+    print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples", file=sys.stderr)
+    args = TrainArgs(output_dir=str(Path(settings.output_dir) / "teacher"), epochs=settings.teacher_epochs,
+                     batch_size=settings.batch_size, lr=settings.teacher_lr, seed=settings.seed,
+                     progress=settings.progress, log_steps=settings.log_steps)
+    train_classifier(teacher, spec.name, train, None, tokenizer, args)
+    return teacher.eval()
+
+
+def pipeline(data: TaskDataSettings, settings: TaskDistillSettings) -> dict:
+    """Teacher (settings.teacher, or MiniLM-L6 fine-tuned here) -> student -> task distillation -> results.
+
+    Writes and returns results.json's content: "teacher" and "student" (report.describe),
+    "student_folder", "best_dev", "wall_s", and report.compare's "retained", "speedup_b1",
+    "speedup_b32". `report.results_table(results)` is the table the command line prints.
+    """
+    t0 = time.perf_counter()
+    tok = load_tokenizer(settings.teacher or DEFAULT_TEACHER, settings.vocab)
+    if settings.teacher:
+        spec = D.get_task(data.task)
+        teacher = load_teacher(settings.teacher, spec.num_labels)
+        _, train, dev = load_task(data, tok)
+    else:
+        spec, train, dev = load_task(data, tok)
+        teacher = finetune_teacher(spec.name, train, tok, settings)
+    student = build_student(settings.student, spec.num_labels, tok, settings.seed, teacher)
+    print(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})",
+          file=sys.stderr)
+    kind, _ = parse_student_spec(settings.student)
+    res = task_distillation(spec.name, teacher, student, train, dev, tok, settings,
+                            fit_dense_from=settings.student if kind == "folder" else None)
+    results = {"task": spec.name, "teacher": describe(teacher, spec.name, dev),
+               "student": describe(res["model"], spec.name, dev),
+               "student_folder": res["folder"], "best_dev": res["best_dev"],
+               "wall_s": round(time.perf_counter() - t0, 1)}
+    results.update(compare(results["teacher"], results["student"]))
+    write_results(settings.output_dir, results)
+    return results

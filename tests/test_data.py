@@ -1,4 +1,5 @@
-"""Tests of minibert.data and the data/prepare_*.py scripts, on the real shared data."""
+"""Tests of the data layer (minibert.data: corpora, pre-training instances, the task registry,
+metrics, encoding, batching, data roots) and the data/prepare_*.py scripts, on the real shared data."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from minibert import data as D
+from minibert.functional import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "data"
@@ -174,13 +176,13 @@ def test_pretraining_layout(pretrain, tok):
     for a in (x.input_ids, x.token_type_ids, x.attention_mask, x.mlm_labels, x.next_sentence_label):
         assert a.dtype == np.int32
     lengths = x.attention_mask.sum(1)
-    # the mask is a prefix of ones, padding is id 0, segment 0, label -100
+    # the mask is a prefix of ones, padding is id 0, segment 0, label IGNORE_INDEX
     assert np.array_equal(x.attention_mask, (np.arange(t)[None] < lengths[:, None]).astype(np.int32))
     pad = x.attention_mask == 0
     assert (x.input_ids[pad] == 0).all() and (x.token_type_ids[pad] == 0).all()
-    assert (x.mlm_labels[pad] == -100).all()
+    assert (x.mlm_labels[pad] == IGNORE_INDEX).all()
     assert (x.input_ids[:, 0] == tok.cls_token_id).all()
-    orig = np.where(x.mlm_labels != -100, x.mlm_labels, x.input_ids)  # the uncorrupted tokens
+    orig = np.where(x.mlm_labels != IGNORE_INDEX, x.mlm_labels, x.input_ids)  # the uncorrupted tokens
     for i in range(n):
         L = lengths[i]
         seps = np.flatnonzero(orig[i, :L] == tok.sep_token_id)
@@ -194,7 +196,7 @@ def test_pretraining_layout(pretrain, tok):
 def test_pretraining_masking_statistics(pretrain, tok):
     x = pretrain
     lengths = x.attention_mask.sum(1)
-    masked = x.mlm_labels != -100
+    masked = x.mlm_labels != IGNORE_INDEX
     n_masked = masked.sum(1)
     expected = np.minimum(20, np.maximum(1, np.round(lengths * 0.15))).astype(int)
     assert np.array_equal(n_masked, expected)
@@ -261,7 +263,7 @@ def test_pretraining_pairs_follow_the_recipe(tok):
             doc.append([w] * 3)
         docs.append(doc)
     x = D.create_pretraining_examples(docs, tok, max_seq_length=64, rng=np.random.default_rng(5))
-    orig = np.where(x.mlm_labels != -100, x.mlm_labels, x.input_ids)
+    orig = np.where(x.mlm_labels != IGNORE_INDEX, x.mlm_labels, x.input_ids)
     own_use = {}
     for i in range(len(x)):
         L = x.attention_mask[i].sum()
@@ -291,8 +293,8 @@ def test_whole_word_masking(wiki_tokens, tok, pretrain):
     is_piece = np.array([t.startswith("##") for t in tok.ids_to_tokens])
 
     def partial_words(data):
-        orig = np.where(data.mlm_labels != -100, data.mlm_labels, data.input_ids)
-        masked = data.mlm_labels != -100
+        orig = np.where(data.mlm_labels != IGNORE_INDEX, data.mlm_labels, data.input_ids)
+        masked = data.mlm_labels != IGNORE_INDEX
         count = 0
         for i in range(len(data)):
             L = data.attention_mask[i].sum()
@@ -306,7 +308,7 @@ def test_whole_word_masking(wiki_tokens, tok, pretrain):
 
     assert partial_words(x) == 0
     assert partial_words(pretrain) > 0  # without whole-word masking pieces are masked alone
-    n_masked = (x.mlm_labels != -100).sum(1)
+    n_masked = (x.mlm_labels != IGNORE_INDEX).sum(1)
     assert (n_masked <= 20).all() and (n_masked >= 1).all()
     assert 0.13 < n_masked.sum() / (x.attention_mask.sum() - 3 * len(x)) < 0.16
 
@@ -334,6 +336,9 @@ def test_pretraining_errors_and_save(tmp_path, tok, pretrain):
         ("sst-2", "SST-2", {"train": (67349, 29780, 37569), "dev": (872, 428, 444)}),
         ("cola", "CoLA", {"train": (8551, 2528, 6023), "dev": (1043, 322, 721)}),
         ("mrpc", "MRPC", {"train": (3667, 1194, 2473), "dev": (408, 129, 279)}),
+        # label 0 = entailment, 1 = not_entailment (the order of the label list)
+        ("rte", "RTE", {"train": (2490, 1249, 1241), "dev": (277, 146, 131)}),
+        ("wnli", "WNLI", {"train": (635, 323, 312), "dev": (71, 40, 31)}),
     ],
 )
 def test_read_glue_counts(data_dir, task, folder, counts):
@@ -362,11 +367,72 @@ def test_read_glue_content(data_dir):
 
 def test_tasks_registry():
     assert D.get_task("SST-2") is D.get_task("sst2") is D.TASKS["sst-2"]
+    assert D.get_task("STS_B") is D.get_task(D.TASKS["sts-b"]) is D.TASKS["sts-b"]
     assert D.TASKS["mrpc"].is_pair and not D.TASKS["cola"].is_pair
-    assert {k: v.main_metric for k, v in D.TASKS.items()} == {"sst-2": "acc", "cola": "mcc", "mrpc": "acc"}
-    assert all(v.num_labels == 2 for v in D.TASKS.values())
+    assert {k: v.main_metric for k, v in D.TASKS.items()} == {
+        "sst-2": "acc", "cola": "mcc", "mrpc": "acc", "sts-b": "pearson", "rte": "acc", "wnli": "acc"}
+    assert {k: v.dir for k, v in D.TASKS.items()} == {
+        "sst-2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "sts-b": "STS-B", "rte": "RTE", "wnli": "WNLI"}
+    assert {k: v.num_labels for k, v in D.TASKS.items() if v.is_regression} == {"sts-b": 1}
+    assert all(v.num_labels == 2 for v in D.TASKS.values() if not v.is_regression)
     with pytest.raises(ValueError, match="unknown GLUE task 'mnli2'"):
         D.get_task("mnli2")
+    with pytest.raises(ValueError, match="a task named 'sst-2' is already registered"):
+        D.register_task(D.TaskSpec("SST_2", "x", 0, None, 1, True, ("0", "1"), ("acc",), "acc"))
+    # a spec is checked when it is made, naming the task and the field
+    with pytest.raises(ValueError, match=r"task 'x': metrics \['acc'\] must be a non-empty subset of the regression"):
+        D.TaskSpec("x", "X", 0, None, 1, True, None, ("acc",), "acc")
+    with pytest.raises(ValueError, match="task 'x': main_metric 'f1' is not one of"):
+        D.TaskSpec("x", "X", 0, None, 1, True, ("0", "1"), ("acc",), "f1")
+    with pytest.raises(ValueError, match="task 'x': a classification task needs at least 2 labels"):
+        D.TaskSpec("x", "X", 0, None, 1, True, ("0",), ("acc",), "acc")
+
+
+def test_sts_b_reads_as_regression(data_dir, tok):
+    """STS-B (data README section 7): 5,749 train and 1,500 dev pairs, a header of 10
+    columns, sentences in columns 7-8 (quotes kept: tabs only), the score in [0, 5] last."""
+    spec = D.get_task("sts-b")
+    assert spec.is_regression and spec.is_pair and spec.num_labels == 1
+    train = D.read_glue("sts-b", data_dir / "STS-B" / "train.tsv")
+    dev = D.read_glue("sts-b", data_dir / "STS-B" / "dev.tsv")
+    assert len(train) == 5749 and len(dev) == 1500
+    assert dev[0] == D.InputExample("A man with a hard hat is dancing.", "A man wearing a hard hat is dancing.", 5.0, 2)
+    assert dev[1].label == 4.75 and all(isinstance(e.label, float) for e in dev)
+    scores = np.array([e.label for e in train])
+    assert scores.min() == 0.0 and scores.max() == 5.0 and scores.mean() == pytest.approx(2.701, abs=5e-4)
+    assert np.mean([e.label for e in dev]) == pytest.approx(2.364, abs=5e-4)
+    assert sum(e.text_a.startswith('"') or e.text_b.startswith('"') for e in train) > 100  # no CSV quoting
+    enc = D.encode_examples(dev[:50], tok, max_length=64)
+    assert enc.labels.dtype == np.float32 and enc.labels[1] == np.float32(4.75)
+    assert enc.collate([1, 0])["labels"].dtype == np.float32
+
+
+def test_register_a_regression_task(tmp_path, tok, monkeypatch, request):
+    """A new task joins in one place: one register_task call makes it readable, encodable,
+    scorable and loadable by name from a data root."""
+    spec = D.register_task(D.TaskSpec(name="toy-sim", dir="TOY", text_a_col=1, text_b_col=2, label_col=0, header=False,
+                                      label_list=None, metrics=("pearson", "spearman"), main_metric="spearman"))
+    request.addfinalizer(lambda: D.TASKS.pop("toy-sim"))  # the registry as it was, after the test
+    assert D.get_task("TOY_SIM") is spec and spec.num_labels == 1 and "toy-sim" in D.TASKS
+    folder = tmp_path / "TOY"
+    folder.mkdir()
+    (folder / "train.tsv").write_text('0.5\ta cat\t"a dog\n3\tthe sun\tthe sun\n', encoding="utf-8")
+    (folder / "dev.tsv").write_text("1.25\tred\tblue\n4.0\tone\tone\n2\ttwo\tthree\n", encoding="utf-8")
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
+    got, train, dev = D.load_task_data("toy-sim", tok)
+    assert got is spec and len(train) == 2 and len(dev) == 3
+    assert train.labels.dtype == np.float32 and train.labels.tolist() == [0.5, 3.0]
+    assert D.read_glue("toy-sim", folder / "train.tsv")[0].text_b == '"a dog'
+    (folder / "bad.tsv").write_text("high\ta\tb\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.tsv:1: label 'high' is not a finite number"):
+        D.read_glue("toy-sim", folder / "bad.tsv")
+    # metrics: predictions (N, 1) or (N,); the main metric selects models
+    preds = np.array([[1.0], [3.0], [3.5]])  # ranks 1 2 3 against the labels' 1 3 2
+    m = D.compute_metrics("toy-sim", preds, dev.labels)
+    assert list(m) == ["pearson", "spearman"] and m[spec.main_metric] == pytest.approx(0.5)
+    assert D.compute_metrics(spec, preds[:, 0], dev.labels) == m
+    with pytest.raises(ValueError, match=r"expected predictions \(N,\) or \(N, 1\), got \(3, 2\)"):
+        D.compute_metrics("toy-sim", np.zeros((3, 2)), dev.labels)
 
 
 def test_glue_bad_data(tmp_path):
@@ -426,6 +492,24 @@ def test_metrics_hand_computed():
     assert D.matthews_corrcoef([1, 0, 0, 1], [0, 1, 1, 0]) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="same shape"):
         D.accuracy([1, 0], [1])
+
+
+def test_correlations_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 17, 500):
+        labels = rng.integers(0, 11, size=n) / 2  # STS-B-like scores with many ties
+        preds = (labels + rng.normal(scale=1.5, size=n)).astype(np.float32)
+        preds[: n // 3] = np.round(preds[: n // 3])  # ties in the predictions too
+        assert D.pearson(preds, labels) == pytest.approx(stats.pearsonr(preds.astype(np.float64), labels)[0], abs=1e-12)
+        assert D.spearman(preds, labels) == pytest.approx(stats.spearmanr(preds, labels)[0], abs=1e-12)
+    assert D.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1])
+    assert D.spearman([1, 2, 3], [2, 4, 70]) == pytest.approx(1.0)
+    assert D.pearson([1, 1, 1], [1, 2, 3]) == 0.0  # undefined for a constant side: 0.0 (scipy: nan)
+    with pytest.raises(ValueError, match="empty set"):
+        D.spearman([], [])
+    dev = D.compute_metrics("sts-b", [[0.1], [0.4], [0.2]], [1.0, 3.0, 2.5])
+    assert dev == pytest.approx({"pearson": stats.pearsonr([0.1, 0.4, 0.2], [1.0, 3.0, 2.5])[0], "spearman": 1.0})
 
 
 def test_metrics_match_written_out_formulas():
@@ -569,6 +653,65 @@ def test_pretraining_batches(pretrain):
 
 
 # ----------------------------------------------------------------------------------------
+# data roots and task loading
+# ----------------------------------------------------------------------------------------
+
+
+def test_load_task_data_finds_and_truncates(data_dir, tok, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIBERT_DATA", str(data_dir))
+    assert D.data_roots()[0] == data_dir and D.data_roots()[1:] == [Path("data"), REPO / "data", Path("../shared/data")]
+    assert D.default_vocab() == data_dir / "bert-base-uncased" / "vocab.txt"
+    spec, train, dev = D.load_task_data("MRPC", tok, max_length=32, max_train_examples=10, max_eval_examples=7)
+    assert spec is D.TASKS["mrpc"] and len(train) == 10 and len(dev) == 7
+    assert train.lengths.max() <= 32 and train.labels.dtype == np.int32
+    full_dev = D.read_glue("mrpc", data_dir / "MRPC" / "dev.tsv")
+    assert dev.labels.tolist() == [e.label for e in full_dev[:7]]  # the first N, in file order
+    assert dev.input_ids == D.encode_examples(full_dev[:7], tok, max_length=32).input_ids
+    _, train, dev = D.load_task_data(D.TASKS["sst-2"], tok, max_eval_examples=0)
+    assert len(train) == 67349 and len(dev) == 872  # 0 = everything
+    # data_dir and train_file override the lookup (an augmented train file, say)
+    (tmp_path / "dev.tsv").write_bytes((data_dir / "CoLA" / "dev.tsv").read_bytes())
+    (tmp_path / "aug.tsv").write_text("x\t1\t\tA sentence.\nx\t0\t*\tSentence a.\n", encoding="utf-8")
+    _, train, dev = D.load_task_data("cola", tok, data_dir=tmp_path, train_file=tmp_path / "aug.tsv")
+    assert train.labels.tolist() == [1, 0] and len(dev) == 1043
+
+
+def test_find_data_error_says_how_to_get_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no ./data or ../shared/data here
+    monkeypatch.setattr(D.roots, "_REPO_DATA", tmp_path / "repo-data")
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.find_data("NOPE", "--data")
+    assert isinstance(err.value, FileNotFoundError)
+    msg = str(err.value)
+    assert f"cannot find 'NOPE' under {tmp_path}, data, {tmp_path / 'repo-data'}, ../shared/data" in msg
+    assert "Point --data at it, set MINIBERT_DATA" in msg and "python data/prepare_glue.py" in msg
+    with pytest.raises(D.DataNotFoundError, match="cannot find 'STS-B'"):
+        D.load_task_data("sts-b", tokenizer=None)
+    (tmp_path / "STS-B").mkdir()
+    assert D.find_data("STS-B", "--data") == tmp_path / "STS-B"
+
+
+def test_public_names_resolve_from_the_package():
+    """`from minibert import data as D; D.<name>` works for every public name of the
+    submodules, and each is the submodule's own object."""
+    import minibert.data
+    from minibert.data import batching, corpus, encoding, metrics, pretraining, roots, tasks
+
+    for module in (batching, corpus, encoding, metrics, pretraining, roots, tasks):
+        public = [n for n, v in vars(module).items() if not n.startswith("_") and getattr(v, "__module__", None)
+                  == module.__name__]
+        for name in public:
+            assert getattr(minibert.data, name) is getattr(module, name), f"{module.__name__}.{name}"
+    assert set(minibert.data.__all__) <= set(dir(minibert.data))
+    assert D.IGNORE_INDEX is IGNORE_INDEX and D.INT_DTYPE is np.int32
+    for name in ("get_task", "Batcher", "read_glue", "encode_examples", "compute_metrics", "make_epoch_batches",
+                 "create_pretraining_examples", "read_corpus", "PretrainingData", "TASKS", "load_task_data",
+                 "find_data", "data_roots", "default_vocab", "DataNotFoundError", "register_task", "TaskSpec"):
+        assert name in D.__all__
+
+
+# ----------------------------------------------------------------------------------------
 # prepare scripts
 # ----------------------------------------------------------------------------------------
 
@@ -590,11 +733,13 @@ def test_prepare_glue_copies_and_verifies(data_dir, tmp_path):
     out = tmp_path / "out"
     r = _run("prepare_glue.py", "--from", data_dir, "--out", out)
     assert r.returncode == 0, r.stderr
-    for rel in ("SST-2/train.tsv", "SST-2/dev.tsv", "CoLA/train.tsv", "CoLA/dev.tsv", "MRPC/train.tsv", "MRPC/dev.tsv"):
-        assert (out / rel).read_bytes() == (data_dir / rel).read_bytes()
+    for spec in D.TASKS.values():  # every registered task, in the folder its spec names
+        for split in ("train", "dev"):
+            rel = f"{spec.dir}/{split}.tsv"
+            assert (out / rel).read_bytes() == (data_dir / rel).read_bytes()
     assert "sha256 verified" in r.stdout
     again = _run("prepare_glue.py", "--from", data_dir, "--out", out)
-    assert again.returncode == 0 and again.stdout.count("already present") == 6
+    assert again.returncode == 0 and again.stdout.count("already present") == 2 * len(D.TASKS)
 
 
 def test_prepare_detects_corruption(data_dir, tmp_path):
@@ -602,6 +747,8 @@ def test_prepare_detects_corruption(data_dir, tmp_path):
     shutil.copytree(data_dir / "CoLA", src / "CoLA")
     shutil.copytree(data_dir / "SST-2", src / "SST-2")
     shutil.copytree(data_dir / "MRPC", src / "MRPC")
+    for folder in ("STS-B", "RTE", "WNLI"):
+        shutil.copytree(data_dir / folder, src / folder)
     bad = bytearray((src / "CoLA" / "dev.tsv").read_bytes())
     bad[100] ^= 1
     (src / "CoLA" / "dev.tsv").write_bytes(bytes(bad))

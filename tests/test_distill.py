@@ -15,31 +15,11 @@ from minibert.distill import (CLAMP_THRESHOLD, Distiller, FitDense, attention_lo
                               hidden_loss_backward, hidden_loss_forward, layer_mapping, prediction_loss_backward,
                               prediction_loss_forward)
 from minibert.model import MASK_VALUE
-from gradcheck import assert_grad_close, numerical_grad, sample_indices
+from conftest import assert_grad_close, gradcheck, numerical_grad, random_batch, small_config
 
 SETTINGS = settings(max_examples=10, deadline=None)
 MODEL_SETTINGS = settings(max_examples=6, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
-
-
-def small_config(nh=2, hs=3, layers=2, dropout=0.0):
-    return BertConfig(vocab_size=23, hidden_size=nh * hs, num_hidden_layers=layers, num_attention_heads=nh,
-                      intermediate_size=5, max_position_embeddings=8, hidden_dropout_prob=dropout,
-                      attention_probs_dropout_prob=dropout,
-                      # unit-scale weights keep tiny LayerNorms well conditioned for finite differences
-                      initializer_range=1.0)
-
-
-def random_batch(rng, b, t, pad, vocab=23):
-    ids = rng.integers(1, vocab, size=(b, t))
-    types = rng.integers(0, 2, size=(b, t))
-    mask = np.ones((b, t), dtype=np.int64)
-    if pad and t > 1:
-        for i in range(b):
-            n = rng.integers(1, t + 1)  # real length of row i, at least 1
-            mask[i, n:] = 0
-            ids[i, n:] = 0
-    return ids, types, mask
 
 
 def random_scores(rng, shape, mask):
@@ -112,15 +92,19 @@ def test_hidden_loss_value_and_gradient(b, t, d, M, k, strategy, seed):
     mapping = layer_mapping(M, M * k, strategy)
     student = [rng.standard_normal((b, t, d)) for _ in range(M + 1)]
     teacher = [rng.standard_normal((b, t, d)) for _ in range(M * k + 1)]
-    terms, cache = hidden_loss_forward(student, teacher, mapping)
-    assert len(terms) == M + 1
-    for m, g in enumerate([0] + mapping):  # embeddings pair with embeddings
-        np.testing.assert_allclose(float(terms[m]), np.mean((student[m] - teacher[g]) ** 2), rtol=1e-12)
-    dterms = rng.standard_normal(M + 1)
-    grads = hidden_loss_backward(list(dterms), cache)
-    f = lambda: float(np.dot(dterms, [float(x) for x in hidden_loss_forward(student, teacher, mapping)[0]]))
-    for m in range(M + 1):
-        assert_grad_close(grads[m], numerical_grad(f, student[m]), name=f"hidden state {m}")
+    for pairs in ([(0, 0)], list(enumerate(mapping, 1))):  # L_emb: embeddings with embeddings; L_hid: the layers
+        loss, cache = hidden_loss_forward(student, teacher, pairs)
+        np.testing.assert_allclose(float(loss), sum(np.mean((student[m] - teacher[g]) ** 2) for m, g in pairs),
+                                   rtol=1e-12)
+        dloss = rng.standard_normal()
+        grads = hidden_loss_backward(dloss, cache)
+        f = lambda: dloss * float(hidden_loss_forward(student, teacher, pairs)[0])
+        read = {m for m, _ in pairs}
+        for m in range(M + 1):
+            if m in read:
+                assert_grad_close(grads[m], numerical_grad(f, student[m]), name=f"hidden state {m}")
+            else:
+                assert grads[m] is None  # a state no pair reads gets no gradient at all
 
 
 @SETTINGS
@@ -134,15 +118,18 @@ def test_fit_dense_and_hidden_loss_gradient(b, t, ds, dt, M, shared, seed):
         p += rng.standard_normal(p.shape) * 0.1
     student = [rng.standard_normal((b, t, ds)) for _ in range(M + 1)]
     teacher = [rng.standard_normal((b, t, dt)) for _ in range(2 * M + 1)]
-    dterms = list(rng.standard_normal(M + 1))
+    w_emb, w_hid = rng.standard_normal(2)  # the embedding and hidden losses read one projection
+    emb, hid = [(0, 0)], list(enumerate(mapping, 1))
 
     def f():
-        terms, _ = hidden_loss_forward(fit.forward(student), teacher, mapping)
-        return float(sum(w * float(x) for w, x in zip(dterms, terms)))
+        y = fit.forward(student)
+        return float(w_emb * hidden_loss_forward(y, teacher, emb)[0] + w_hid * hidden_loss_forward(y, teacher, hid)[0])
 
     fit.zero_grad()
-    _, cache = hidden_loss_forward(fit.forward(student), teacher, mapping)
-    dstudent = fit.backward(hidden_loss_backward(dterms, cache))
+    y = fit.forward(student)
+    d_emb = hidden_loss_backward(w_emb, hidden_loss_forward(y, teacher, emb)[1])
+    d_hid = hidden_loss_backward(w_hid, hidden_loss_forward(y, teacher, hid)[1])
+    dstudent = fit.backward([a if a is not None else b for a, b in zip(d_emb, d_hid)])
     for m in range(M + 1):
         assert_grad_close(dstudent[m], numerical_grad(f, student[m]), name=f"student state {m}")
     grads = fit.named_gradients()
@@ -210,17 +197,6 @@ def test_batchmean_is_c_times_the_reference_mean():
 # ----------------------------------------------------------------- the whole student
 
 
-def richardson_grad(f, x, eps, indices):
-    """Central differences at eps and eps/2 combined so the eps^2 error term cancels.
-
-    LayerNorms a few units wide curve enough that a plain 1e-5 step is off by ~3e-5 relative
-    in rare draws; a smaller step instead lets rounding dominate. (Scores at padded keys, whose
-    rounding near -10000 made test_model settle on 1e-5, never reach this objective: the clamp
-    zeroes them.)
-    """
-    return (4 * numerical_grad(f, x, eps / 2, indices) - numerical_grad(f, x, eps, indices)) / 3
-
-
 def check_distillation_gradients(student, teacher_out, distiller, stage, forward_kwargs, rng, k=4, direct=False):
     """Every student parameter and fit_dense gradient vs central differences of the total loss.
 
@@ -246,12 +222,12 @@ def check_distillation_gradients(student, teacher_out, distiller, stage, forward
     assert len(params) == len(student.named_parameters()) + len(distiller.fit_dense.named_parameters())
     # the objective's rounding (~1e-16 |J|, and J reaches the hundreds with unit-scale weights)
     # divided by the step sets the absolute floor
+    # Richardson steps: LayerNorms a few units wide curve enough that a plain 1e-5 step is off
+    # by ~3e-5 relative in rare draws. (Scores at padded keys, whose rounding near -10000 made
+    # test_model settle on 1e-5, never reach this objective: the clamp zeroes them.)
     atol = 1e-8 + 1e-9 * abs(float(losses["total"]))
-    for name, p in params.items():
-        num = richardson_grad(objective, p, eps=1e-5, indices=sample_indices(p.shape, k, rng))
-        if name.endswith("word_embeddings.weight"):
-            num[student.config.pad_token_id] = np.nan  # the frozen padding row, as torch's padding_idx
-        assert_grad_close(grads[name], num, rtol=1e-5, atol=atol, name=name)
+    gradcheck(objective, params, grads, rng, k=k, eps=1e-5, rtol=1e-5, atol=atol, richardson=True,
+              frozen_rows={"word_embeddings.weight": student.config.pad_token_id})  # as torch's padding_idx
     return losses
 
 
@@ -392,5 +368,34 @@ def test_bad_input_is_named():
         d(s_out, t_out, stage="prediction")
     with pytest.raises(RuntimeError, match="before forward"):
         Distiller(s2, tcfg).backward()
-    with pytest.raises(ValueError, match="hidden states"):
+    with pytest.raises(ValueError, match="expected 2 student and 4 teacher attention score tensors, got 4"):
         d(t_out, t_out, stage="general")
+    with pytest.raises(ValueError, match="expected 3 student and 5 teacher hidden states, got 5"):
+        Distiller(s2, tcfg, weights={"att": 0})(t_out, t_out, stage="general")
+
+
+def test_a_new_loss_is_one_table_entry(monkeypatch):
+    """Registering a loss in LOSSES and a stage in STAGE_LOSSES is all the Distiller needs:
+    here a second copy of the embedding loss, whose gradients must equal the built-in one's."""
+    from minibert import distill
+
+    monkeypatch.setitem(distill.LOSSES, "emb_copy", distill.DistillLoss(
+        "hidden", lambda d, s, t: hidden_loss_forward(s, t.hidden_states, [(0, 0)]), hidden_loss_backward))
+    monkeypatch.setitem(distill.STAGE_LOSSES, "copy", ("emb_copy",))
+    monkeypatch.setitem(distill.STAGE_LOSSES, "emb_only", ("emb",))
+    rng = np.random.default_rng(0)
+    scfg, tcfg = small_config(2, 3, layers=2), small_config(2, 4, layers=4)
+    teacher = BertModel(tcfg, seed=1).astype(np.float64)
+    ids, types, mask = random_batch(rng, 2, 5, True)
+    t_out = teacher(ids, types, mask)
+    grads = []
+    for stage in ("copy", "emb_only"):
+        student = BertModel(scfg, seed=2).astype(np.float64)
+        distiller = Distiller(scfg, tcfg, seed=3).astype(np.float64)
+        losses = distiller(student(ids, types, mask), t_out, stage)
+        distiller.backward_into(student)
+        grads.append((float(losses["total"]), student.named_gradients(), distiller.fit_dense.named_gradients()))
+    assert grads[0][0] == grads[1][0] > 0
+    for a, b in zip(grads[0][1:], grads[1][1:]):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)

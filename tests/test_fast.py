@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibert import fast, functional as F
+from minibert import fast, functional as F, kernels, threads
 from minibert.backend import RNG
 from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification
-from gradcheck import assert_grad_close, numerical_grad
+from conftest import assert_grad_close, numerical_grad
 
 SETTINGS = settings(max_examples=20, deadline=None)
 dims = st.integers(min_value=1, max_value=5)
@@ -21,9 +21,10 @@ seeds = st.integers(min_value=0, max_value=2**31 - 1)
 
 @pytest.fixture(autouse=True)
 def tiny_blocks(monkeypatch):
-    monkeypatch.setattr(fast, "BLOCK_BYTES", 64)  # 2-16 rows a block
+    monkeypatch.setattr(threads, "BLOCK_BYTES", 64)  # 2-16 rows a block
+    monkeypatch.setattr(fast, "BLOCK_BYTES", 64)  # dropout_mask's one random chunk per block
     monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
-    monkeypatch.setattr(fast, "ENABLED", True)
+    monkeypatch.setattr(threads, "ENABLED", True)
 
 
 def close(a, b, dtype):
@@ -50,12 +51,23 @@ def test_elementwise_kernels_match_reference(shape, f32, seed):
             close(a, b, dtype)
 
 
-def test_kernels_fall_back_when_disabled(monkeypatch):
-    monkeypatch.setattr(fast, "ENABLED", False)
-    x = np.ones((2, 3), np.float32)
-    assert not isinstance(fast.dropout_mask(RNG(0), x.shape, 0.5, x.dtype), fast.DropoutMask)
-    _, cache = fast.attention_forward(*(np.ones((1, 1, 2, 2)),) * 3, None)[1:]
-    assert isinstance(cache, F.AttentionCache)
+def test_use_fast_binds_exactly_the_listed_kernels(restore_kernels):
+    """kernels.py is the one switch: FAST_KERNELS come from fast.py or functional.py, the rest always from functional."""
+    for enabled in (False, True):
+        kernels.use_fast(enabled)
+        for name in kernels.FAST_KERNELS:
+            assert getattr(kernels, name) is getattr(fast if enabled else F, name), name
+        for name in ("embedding_forward", "tanh_backward", "soft_cross_entropy_forward", "mse_backward"):
+            assert getattr(kernels, name) is getattr(F, name), name
+
+
+def test_fast_kernels_hand_other_arrays_to_the_reference():
+    """A non-NumPy array (a list here, CuPy on a GPU) takes the reference path: its cache type shows it."""
+    _, _, cache = fast.attention_forward(*(np.ones((1, 1, 2, 2)),) * 3, None)
+    assert isinstance(cache, fast.AttentionCache)
+    _, cache = fast.layernorm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3))
+    assert isinstance(cache, F.LayerNormCache)
+    assert fast._fast(np.ones(2)) and not fast._fast(np.ones(2), [1.0, 2.0])
 
 
 def test_dropout_mask_seeded_unbiased_and_thread_independent(monkeypatch):
@@ -126,7 +138,7 @@ def test_attention_gradcheck():
         assert_grad_close(g, numerical_grad(f, x, eps=1e-4), rtol=1e-6, atol=1e-7, name=f"fast attention d{name}")
 
 
-def test_model_same_with_and_without_fast_kernels(monkeypatch):
+def test_model_same_with_and_without_fast_kernels(restore_kernels):
     """A whole model, training mode without dropout, forward and every gradient, float64."""
     cfg = BertConfig.from_preset("tiny", vocab_size=50, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     rng = np.random.default_rng(0)
@@ -135,7 +147,7 @@ def test_model_same_with_and_without_fast_kernels(monkeypatch):
     attn[1, 4:] = 0
     results = []
     for enabled in (False, True):
-        monkeypatch.setattr(fast, "ENABLED", enabled)
+        kernels.use_fast(enabled)
         model = BertForSequenceClassification(cfg, 2, seed=3).astype(np.float64)
         out = model(ids, attention_mask=attn, labels=np.array([0, 1, 1]))
         model.backward()
@@ -172,7 +184,7 @@ def test_optimizer_blocks_match_whole_arrays(monkeypatch, name):
     grads = [{k: rng.standard_normal(v.shape) for k, v in start.items()} for _ in range(3)]
     finals = []
     for enabled in (False, True):
-        monkeypatch.setattr(fast, "ENABLED", enabled)
+        monkeypatch.setattr(threads, "ENABLED", enabled)
         params = {k: v.copy() for k, v in start.items()}
         opt = getattr(optim, name)(params, lr=1e-2, weight_decay=0.1)
         for g in grads:
@@ -186,17 +198,15 @@ def test_optimizer_blocks_match_whole_arrays(monkeypatch, name):
 @SETTINGS
 @given(n=st.integers(1, 12), c=st.integers(1, 9), f32=st.booleans(), seed=seeds)
 def test_cross_entropy_matches_reference(n, c, f32, seed):
-    from minibert import losses
-
     rng = np.random.default_rng(seed)
     dtype = np.float32 if f32 else np.float64
     logits = (rng.standard_normal((n, c)) * 4).astype(dtype)
     labels = np.where(rng.random(n) < 0.3, -100, rng.integers(0, c, n))
     loss, cache = fast.cross_entropy_forward(logits, labels)
-    loss_r, cache_r = losses.cross_entropy_forward(logits, labels)
+    loss_r, cache_r = F.cross_entropy_forward(logits, labels)
     assert loss.dtype == dtype
     np.testing.assert_allclose(loss, loss_r, rtol=1e-5 if f32 else 1e-12, atol=1e-6 if f32 else 1e-13)
-    close(fast.cross_entropy_backward(0.7, cache), losses.cross_entropy_backward(0.7, cache_r), dtype)
+    close(fast.cross_entropy_backward(0.7, cache), F.cross_entropy_backward(0.7, cache_r), dtype)
     with pytest.raises(ValueError, match="label outside"):
         fast.cross_entropy_forward(logits, np.full(n, c))
 

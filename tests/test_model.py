@@ -8,33 +8,13 @@ import minibert
 from minibert import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
 from minibert.model import MASK_VALUE, BertEmbeddings, BertLayer, _seeds
 from minibert.nn import Embedding, LayerNorm, Linear
-from gradcheck import assert_grad_close, numerical_grad, sample_indices
+from conftest import check_module, gradcheck, random_batch, small_config
 
 SETTINGS = settings(max_examples=20, deadline=None)
 # NOT_TWO_WIDE: a LayerNorm over 2 features outputs (+1, -1) or (-1, +1) -- a step function of
 # its input whose true gradient is ~0 but whose finite differences jump when a step crosses
 # the tie. Hidden sizes 1 and 3+ (head sizes down to 1) are drawn; 2 is not.
 seeds = st.integers(0, 2**31 - 1)
-
-
-def small_config(nh=2, hs=3, layers=2, vocab=23, act="gelu", dropout=0.0, **kw):
-    return BertConfig(vocab_size=vocab, hidden_size=nh * hs, num_hidden_layers=layers, num_attention_heads=nh,
-                      intermediate_size=5, max_position_embeddings=8, hidden_act=act,
-                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                      # unit-scale weights keep tiny LayerNorms well conditioned for finite differences
-                      initializer_range=1.0, **kw)
-
-
-def random_batch(rng, cfg, b, t, pad):
-    ids = rng.integers(1, cfg.vocab_size, size=(b, t))
-    types = rng.integers(0, cfg.type_vocab_size, size=(b, t))
-    mask = np.ones((b, t), dtype=np.int64)
-    if pad and t > 1:
-        for i in range(b):
-            n = rng.integers(1, t + 1)  # real length of row i, at least 1
-            mask[i, n:] = 0
-            ids[i, n:] = 0
-    return ids, types, mask
 
 
 # ------------------------------------------------------------------- the whole model
@@ -80,17 +60,10 @@ def check_model_gradients(model, forward_kwargs, rng, taps=True, k=6, extra_logi
     model.rng.set_state(state)
     model(**forward_kwargs)
     model.backward(dloss=dloss or 0.0, dhidden_states=Gh, dattention_scores=Gs, **G)
-    worst = 0.0
-    grads = model.named_gradients()
-    for name, p in model.named_parameters().items():
-        idx = sample_indices(p.shape, k, rng)
-        num = numerical_grad(objective, p, eps=1e-6, indices=idx)
-        if name.endswith("word_embeddings.weight"):
-            # padding_idx semantics (as torch): the lookup path leaves the pad row alone, whatever
-            # its true derivative (a tied decoder still updates it), so it is not compared
-            num[model.config.pad_token_id] = np.nan
-        worst = max(worst, assert_grad_close(grads[name], num, rtol=1e-5, atol=1e-7, name=name))
-    return worst
+    # padding_idx semantics (as torch): the lookup path leaves the pad row alone, whatever its
+    # true derivative (a tied decoder still updates it), so it is not compared
+    return gradcheck(objective, model.named_parameters(), model.named_gradients(), rng, k=k, rtol=1e-5, atol=1e-7,
+                     frozen_rows={"word_embeddings.weight": model.config.pad_token_id})
 
 
 @SETTINGS
@@ -101,7 +74,7 @@ def test_pretraining_gradients_with_all_taps(b, t, nh, hs, pad, only_labelled, s
     rng = np.random.default_rng(seed)
     cfg = small_config(nh, hs)
     model = BertForPreTraining(cfg, seed=seed).astype(np.float64)
-    ids, types, mask = random_batch(rng, cfg, b, t, pad)
+    ids, types, mask = random_batch(rng, b, t, pad, vocab=cfg.vocab_size)
     labels = np.where(rng.random((b, t)) < 0.5, rng.integers(0, cfg.vocab_size, (b, t)), -100)
     labels[0, 0] = 3  # at least one labelled position
     kw = dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
@@ -117,7 +90,7 @@ def test_sequence_classification_gradients_with_all_taps(b, t, nh, hs, pad, num_
     rng = np.random.default_rng(seed)
     cfg = small_config(nh, hs, act=act)
     model = BertForSequenceClassification(cfg, num_labels=num_labels, seed=seed).astype(np.float64)
-    ids, types, mask = random_batch(rng, cfg, b, t, pad)
+    ids, types, mask = random_batch(rng, b, t, pad, vocab=cfg.vocab_size)
     labels = rng.standard_normal(b) if num_labels == 1 else rng.integers(0, num_labels, b)
     kw = dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
     check_model_gradients(model, kw, rng)
@@ -130,7 +103,7 @@ def test_sequence_classification_gradients_with_all_taps(b, t, nh, hs, pad, num_
 def test_whole_models_with_dropout(head):
     rng = np.random.default_rng(7)
     cfg = small_config(nh=2, hs=4, dropout=0.1)
-    ids, types, mask = random_batch(rng, cfg, 2, 5, True)
+    ids, types, mask = random_batch(rng, 2, 5, True, vocab=cfg.vocab_size)
     if head == "pretraining":
         model = BertForPreTraining(cfg, seed=3).astype(np.float64)
         labels = np.where(rng.random((2, 5)) < 0.5, ids, -100)
@@ -147,7 +120,7 @@ def test_whole_models_with_dropout(head):
 def test_masked_lm_and_bare_encoder_gradients(b, t, pad, seed):
     rng = np.random.default_rng(seed)
     cfg = small_config()
-    ids, types, mask = random_batch(rng, cfg, b, t, pad)
+    ids, types, mask = random_batch(rng, b, t, pad, vocab=cfg.vocab_size)
     labels = np.where(rng.random((b, t)) < 0.5, ids, -100)
     mlm = BertForMaskedLM(cfg, seed=seed).astype(np.float64)
     check_model_gradients(mlm, dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels), rng)
@@ -170,35 +143,11 @@ def test_masked_lm_and_bare_encoder_gradients(b, t, pad, seed):
     enc.rng.seed(1)
     enc(ids, types, mask)
     enc.backward(dpooler_output=Gp, dhidden_states=Gh, dattention_scores=Gs)
-    grads = enc.named_gradients()
-    for name, p in enc.named_parameters().items():
-        num = numerical_grad(objective, p, eps=1e-6, indices=sample_indices(p.shape, 6, rng))
-        if name.endswith("word_embeddings.weight"):
-            num[cfg.pad_token_id] = np.nan  # the frozen padding row, as torch's padding_idx
-        assert_grad_close(grads[name], num, rtol=1e-5, atol=1e-7, name=name)
+    gradcheck(objective, enc.named_parameters(), enc.named_gradients(), rng, k=6, rtol=1e-5, atol=1e-7,
+              frozen_rows={"word_embeddings.weight": cfg.pad_token_id})  # as torch's padding_idx
 
 
 # ----------------------------------------------------------------------- single modules
-
-
-def check_module(module, x, rng, name, extra=()):
-    module = module.astype(np.float64)
-    out = module.forward(x, *extra)
-    out = out[0] if isinstance(out, tuple) else out
-    G = rng.standard_normal(out.shape)
-    module.zero_grad()
-    module.forward(x, *extra)
-    dx = module.backward(G)
-
-    def f():
-        o = module.forward(x, *extra)
-        return float(((o[0] if isinstance(o, tuple) else o) * G).sum())
-
-    if dx is not None:
-        assert_grad_close(dx, numerical_grad(f, x, eps=1e-6), rtol=1e-5, atol=1e-8, name=f"{name} input")
-    for pname, p in module.named_parameters().items():
-        num = numerical_grad(f, p, eps=1e-6, indices=sample_indices(p.shape, 12, rng))
-        assert_grad_close(module.named_gradients()[pname], num, rtol=1e-5, atol=1e-8, name=f"{name} {pname}")
 
 
 @SETTINGS
@@ -230,14 +179,13 @@ def test_bert_layer_and_embeddings_modules(b, t, nh, hs, seed):
     mask_add = np.zeros((b, 1, 1, t))
     check_module(layer, rng.standard_normal((b, t, nh * hs)), rng, "BertLayer", extra=(mask_add,))
     emb = BertEmbeddings(cfg, init, drop).astype(np.float64)
-    ids, types, _ = random_batch(rng, cfg, b, t, False)
+    ids, types, _ = random_batch(rng, b, t, False, vocab=cfg.vocab_size)
     out = emb.forward(ids, types)
     G = rng.standard_normal(out.shape)
     emb.backward(G)
     f = lambda: float((emb.forward(ids, types) * G).sum())
-    for name, p in emb.named_parameters().items():
-        num = numerical_grad(f, p, eps=1e-6, indices=sample_indices(p.shape, 12, rng))
-        assert_grad_close(emb.named_gradients()[name], num, rtol=1e-5, atol=1e-8, name=f"BertEmbeddings {name}")
+    gradcheck(f, emb.named_parameters(), emb.named_gradients(), rng, k=12, rtol=1e-5, atol=1e-8,
+              name="BertEmbeddings ")
 
 
 # --------------------------------------------------------------------------- properties
@@ -247,7 +195,7 @@ def test_backward_is_linear_in_the_upstream_gradient():
     rng = np.random.default_rng(0)
     cfg = small_config()
     model = BertForSequenceClassification(cfg, num_labels=3, seed=1).astype(np.float64).eval()
-    ids, types, mask = random_batch(rng, cfg, 2, 4, True)
+    ids, types, mask = random_batch(rng, 2, 4, True, vocab=cfg.vocab_size)
     out = model(ids, types, mask)
     G1, G2 = rng.standard_normal(out.logits.shape), rng.standard_normal(out.logits.shape)
     S1 = [rng.standard_normal(s.shape) for s in out.attention_scores]
@@ -269,7 +217,7 @@ def test_float32_stays_float32_everywhere():
     cfg = small_config(dropout=0.1)
     model = BertForPreTraining(cfg, seed=0)
     rng = np.random.default_rng(0)
-    ids, types, mask = random_batch(rng, cfg, 2, 5, True)
+    ids, types, mask = random_batch(rng, 2, 5, True, vocab=cfg.vocab_size)
     labels = np.where(rng.random((2, 5)) < 0.5, ids, -100)
     labels[0, 0] = 1
     out = model(ids, types, mask, labels=labels, next_sentence_label=np.array([0, 1]))
@@ -307,7 +255,7 @@ def test_padding_invariance_and_zero_gradient_at_padded_keys():
 def test_tied_decoder_gets_the_sum_of_both_paths():
     rng = np.random.default_rng(5)
     cfg = small_config()
-    ids, types, mask = random_batch(rng, cfg, 2, 4, False)
+    ids, types, mask = random_batch(rng, 2, 4, False, vocab=cfg.vocab_size)
     labels = np.where(rng.random((2, 4)) < 0.6, ids, -100)
     labels[0, 0] = 2
     tied = BertForMaskedLM(cfg, seed=2).astype(np.float64).eval()
@@ -330,7 +278,7 @@ def test_two_half_batches_accumulate_to_the_full_batch():
     rng = np.random.default_rng(11)
     cfg = small_config()
     model = BertForSequenceClassification(cfg, num_labels=2, seed=4).astype(np.float64).eval()
-    ids, types, mask = random_batch(rng, cfg, 4, 5, True)
+    ids, types, mask = random_batch(rng, 4, 5, True, vocab=cfg.vocab_size)
     y = rng.integers(0, 2, 4)
     model.zero_grad()
     model(ids, types, mask, labels=y)
@@ -347,7 +295,7 @@ def test_two_half_batches_accumulate_to_the_full_batch():
 def test_same_seed_gives_bit_identical_results():
     cfg = small_config(dropout=0.1)
     rng = np.random.default_rng(0)
-    ids, types, mask = random_batch(rng, cfg, 2, 6, True)
+    ids, types, mask = random_batch(rng, 2, 6, True, vocab=cfg.vocab_size)
     runs = []
     for _ in range(2):
         m = BertForSequenceClassification(cfg, num_labels=2, seed=123)
@@ -374,7 +322,7 @@ def test_only_labelled_logits_match_full_logits():
     rng = np.random.default_rng(2)
     cfg = small_config()
     m = BertForMaskedLM(cfg, seed=0).eval()
-    ids, types, mask = random_batch(rng, cfg, 2, 5, False)
+    ids, types, mask = random_batch(rng, 2, 5, False, vocab=cfg.vocab_size)
     labels = np.full((2, 5), -100)
     labels[0, 1], labels[1, 4] = 3, 7
     full = m(ids, types, mask, labels=labels)
@@ -468,7 +416,7 @@ def test_head_only_backward_trains_the_mlm_head_alone():
     the tied word embeddings get none."""
     rng = np.random.default_rng(8)
     cfg = small_config()
-    ids, types, mask = random_batch(rng, cfg, 2, 5, False)
+    ids, types, mask = random_batch(rng, 2, 5, False, vocab=cfg.vocab_size)
     labels = np.where(rng.random((2, 5)) < 0.5, ids, -100)
     labels[0, 0] = 3
     full, head = (BertForMaskedLM(cfg, seed=1).astype(np.float64).eval() for _ in range(2))

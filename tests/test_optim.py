@@ -343,6 +343,35 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
     assert all(np.array_equal(grads[n], copy[n]) for n in grads)
 
 
+class HostReads(np.ndarray):
+    """A gradient that counts reads back to the host (float(), .item(), bool())."""
+
+    reads = 0
+
+    def __float__(self):
+        HostReads.reads += 1
+        return float(self.view(np.ndarray))
+
+    def item(self, *args):
+        HostReads.reads += 1
+        return self.view(np.ndarray).item(*args)
+
+    def __bool__(self):
+        HostReads.reads += 1
+        return bool(self.view(np.ndarray))
+
+
+def test_clipping_never_reads_back_to_the_host():
+    """Norm and scale stay arrays (on CuPy: on the device), so a step needs no synchronisation."""
+    rng = np.random.default_rng(8)
+    grads = {n: g.view(HostReads) for n, g in random_grads(rng, random_params(rng), scale=3.0).items()}
+    HostReads.reads = 0
+    norm = clip_grad_norm(grads, 1.0)
+    norms = clip_grad_norm_per_tensor(grads, 0.5)
+    assert HostReads.reads == 0
+    assert all(isinstance(n, (np.ndarray, np.generic)) for n in [norm, *norms.values()])  # not Python floats
+
+
 def test_clip_grad_norm_per_tensor():
     rng = np.random.default_rng(7)
     grads = random_grads(rng, random_params(rng))

@@ -1,4 +1,4 @@
-"""The TinyBERT stages as runs: student initialisation, general and task distillation, the pipeline."""
+"""The TinyBERT stages as library calls: students, general and task distillation, fit_dense hand-over, the pipeline."""
 import json
 from pathlib import Path
 
@@ -6,15 +6,32 @@ import numpy as np
 import pytest
 
 from minibert import BertConfig, BertForSequenceClassification, BertModel
+from minibert import data as D
 from minibert import tinybert as T
-from minibert.checkpoint import teacher_path
-from minibert.train import main
+from minibert.checkpoint import FIT_DENSE_NAME, CheckpointError, CheckpointWarning
+from minibert.distill import Distiller
+from minibert.finetune import finetune
+from minibert.report import results_table
+from minibert.settings import (CorpusSettings, GeneralDistillSettings, ModelSettings, TaskDataSettings,
+                               TaskDistillSettings)
+from minibert.specs import build_student, parse_student_spec, student_from_teacher_layers
+from minibert.tokenizer import BertTokenizer
+from minibert.trainer import TrainArgs
+
+
+@pytest.fixture(scope="module")
+def tok(data_dir):
+    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
+
+
+def tiny_classifier(tok, seed=0):
+    return BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=len(tok)), num_labels=2, seed=seed)
 
 
 def test_student_from_teacher_layers_copies_them_exactly():
     cfg = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16)
     teacher = BertModel(cfg, seed=1).eval()
-    student = T.student_from_teacher_layers(teacher, [1, 3]).eval()
+    student = student_from_teacher_layers(teacher, [1, 3]).eval()
     assert student.config.num_hidden_layers == 2
     t, s = teacher.named_parameters(), student.named_parameters()
     assert np.array_equal(s["encoder.layer.0.output.dense.weight"], t["encoder.layer.1.output.dense.weight"])
@@ -29,24 +46,47 @@ def test_student_from_teacher_layers_copies_them_exactly():
     got = student(ids).hidden_states[1]
     np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="teacher layers"):
-        T.student_from_teacher_layers(teacher, [0, 4])
+        student_from_teacher_layers(teacher, [0, 4])
 
 
 def test_parse_student_spec():
-    assert T.parse_student_spec("teacher:0,2,4") == ("teacher", [0, 2, 4])
-    assert T.parse_student_spec("tinybert-3") == ("preset", "tinybert-3")
-    assert T.parse_student_spec("runs/general") == ("folder", "runs/general")
+    assert parse_student_spec("teacher:0,2,4") == ("teacher", [0, 2, 4])
+    assert parse_student_spec("tinybert-3") == ("preset", "tinybert-3")
+    assert parse_student_spec("runs/general") == ("folder", "runs/general")
     with pytest.raises(ValueError, match="teacher:"):
-        T.parse_student_spec("teacher:a,b")
+        parse_student_spec("teacher:a,b")
+
+
+@pytest.mark.filterwarnings("ignore:.*newly initialised")
+def test_build_student_starts_from_the_teachers_classifier_when_it_reads_the_same_space(tok, tmp_path):
+    teacher = tiny_classifier(tok, seed=3)
+    params = teacher.named_parameters()
+
+    def same_head(student):
+        s = student.named_parameters()
+        return all(np.array_equal(s[n], params[n]) for n in ("classifier.weight", "classifier.bias"))
+
+    copied = build_student("teacher:0", 2, tok, seed=0, teacher=teacher)
+    assert same_head(copied)
+    assert not same_head(build_student("teacher:0", 2, tok, seed=0, teacher=teacher, copy_teacher_classifier=False))
+    # A stage-1 encoder folder of the teacher's width has no classifier: it gets the teacher's.
+    BertModel(teacher.config, seed=5).save_pretrained(tmp_path / "stage1", tokenizer=tok)
+    assert same_head(build_student(str(tmp_path / "stage1"), 2, tok, seed=0, teacher=teacher))
+    # A folder that has its own classifier keeps it.
+    copied.named_parameters()["classifier.bias"][...] = 7.0
+    copied.save_pretrained(tmp_path / "with-head", tokenizer=tok)
+    kept = build_student(str(tmp_path / "with-head"), 2, tok, seed=0, teacher=teacher)
+    assert np.all(kept.named_parameters()["classifier.bias"] == 7.0)
 
 
 @pytest.fixture(scope="module")
 def general_student(tmp_path_factory, data_dir):
     """A few steps of stage 1 on WikiText-2 valid: MiniLM teacher -> a 3-layer, 48-wide student."""
     out = tmp_path_factory.mktemp("general")
-    main(["distill-general", "--corpus", str(data_dir / "wikitext-2-raw" / "wiki.valid.raw"),
-          "--student", "tiny-3", "--max-seq-length", "32", "--batch-size", "8", "--max-steps", "40", "--lr", "1e-3",
-          "--eval-steps", "20", "--save-steps", "0", "--log-steps", "5", "--progress", "false", "--output-dir", str(out)])
+    T.general_distillation(GeneralDistillSettings(student="tiny-3"),
+                           CorpusSettings(corpus=[str(data_dir / "wikitext-2-raw" / "wiki.valid.raw")], max_seq_length=32),
+                           TrainArgs(output_dir=str(out), batch_size=8, max_steps=40, lr=1e-3, warmup_ratio=0.05,
+                                     eval_steps=20, save_steps=0, log_steps=5, progress=False))
     return out
 
 
@@ -56,7 +96,7 @@ def test_general_distillation_learns_and_saves_fit_dense(general_student):
     assert att[-1] < 0.8 * att[0], att  # the student's attention scores move toward the teacher's
     evals = [r["eval"] for r in log if "eval" in r]
     assert evals[-1]["heldout_total"] < evals[0]["heldout_total"]
-    assert (general_student / T.FIT_DENSE_FILE).is_file() and (general_student / "config.json").is_file()
+    assert (general_student / FIT_DENSE_NAME).is_file() and (general_student / "config.json").is_file()
     student = BertModel.from_pretrained(general_student)
     assert student.config.num_hidden_layers == 3 and student.config.hidden_size == 48
 
@@ -64,13 +104,14 @@ def test_general_distillation_learns_and_saves_fit_dense(general_student):
 def test_task_distillation_from_the_general_student(general_student, tmp_path):
     """distill-task continues stage 1's student (and its fit_dense) on SST-2 with a quickly tuned teacher."""
     teacher_dir = tmp_path / "teacher"
-    main(["finetune", "--model", "minilm-l6", "--max-train-examples", "64", "--max-eval-examples", "32",
-          "--max-steps", "2", "--batch-size", "16", "--progress", "false", "--output-dir", str(teacher_dir)])
+    data = TaskDataSettings(max_train_examples=64, max_eval_examples=32)
+    finetune(ModelSettings("minilm-l6"), data,
+             TrainArgs(output_dir=str(teacher_dir), max_steps=2, batch_size=16, progress=False))
     out = tmp_path / "task"
-    main(["distill-task", "--teacher", str(teacher_dir), "--student", str(general_student), "--max-train-examples", "64",
-          "--max-eval-examples", "32", "--inter-steps", "3", "--pred-steps", "4", "--eval-steps", "2",
-          "--batch-size", "16", "--progress", "false", "--output-dir", str(out)])
-    results = json.loads((out / "results.json").read_text())
+    results = T.pipeline(data, TaskDistillSettings(teacher=str(teacher_dir), student=str(general_student), inter_steps=3,
+                                                   pred_steps=4, eval_steps=2, batch_size=16, progress=False,
+                                                   output_dir=str(out)))
+    assert results == json.loads((out / "results.json").read_text())
     for who in ("teacher", "student"):
         assert {"accuracy", "params", "latency_ms"} <= set(results[who])
     assert results["student"]["params"] < results["teacher"]["params"]
@@ -82,19 +123,31 @@ def test_task_distillation_from_the_general_student(general_student, tmp_path):
     assert all("pred" in r for r in pred if "loss" in r)
 
 
-def test_pipeline_writes_results_and_table(tmp_path, capsys):
+def test_a_stage1_fit_dense_of_another_width_is_an_error_unless_reinit_is_asked_for(tok, data_dir, tmp_path):
+    teacher, student = tiny_classifier(tok, seed=1).eval(), tiny_classifier(tok, seed=2)  # 64 wide
+    wider = BertConfig.from_preset("tiny", vocab_size=len(tok), hidden_size=128)  # a 128-wide teacher's projection
+    stage1 = tmp_path / "stage1"
+    T.save_student(stage1, student.bert, Distiller(student.config, wider), tok)
+    _, train, dev = D.load_task_data("sst-2", tok, max_length=16, max_train_examples=8, max_eval_examples=8)
+    settings = TaskDistillSettings(pred_steps=1, batch_size=8, progress=False, output_dir=str(tmp_path / "out"))
+    with pytest.raises(CheckpointError, match=FIT_DENSE_NAME):
+        T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, fit_dense_from=stage1)
+    settings.fit_dense_mismatch = "reinit"
+    with pytest.warns(CheckpointWarning, match="fresh"):
+        res = T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, fit_dense_from=stage1)
+    assert Path(res["folder"], "model.safetensors").is_file()
+
+
+def test_pipeline_writes_results_and_table(tmp_path):
     out = tmp_path / "pipe"
-    main(["pipeline", "--max-train-examples", "96", "--max-eval-examples", "48", "--inter-steps", "2", "--pred-steps", "3",
-          "--eval-steps", "2", "--batch-size", "16", "--progress", "false", "--output-dir", str(out)])
-    results = json.loads((out / "results.json").read_text())
+    results = T.pipeline(TaskDataSettings(max_train_examples=96, max_eval_examples=48),
+                         TaskDistillSettings(inter_steps=2, pred_steps=3, eval_steps=2, batch_size=16, progress=False,
+                                             output_dir=str(out)))
+    assert results == json.loads((out / "results.json").read_text())
     assert 0 < results["student"]["accuracy"] <= 1 and 0 < results["teacher"]["accuracy"] <= 1
     assert results["student"]["score"] == results["student"]["acc"] and results["student"]["main_metric"] == "acc"
     assert results["student"]["encoder_params"] * 2 == results["teacher"]["encoder_params"]  # 3 of 6 layers
-    assert "teacher" in capsys.readouterr().out
+    assert results["retained"] == results["student"]["score"] / results["teacher"]["score"]
+    table = results_table(results)
+    assert table.splitlines()[2].startswith("teacher") and table.splitlines()[3].startswith("student")
     assert (Path(results["student_folder"]) / "model.safetensors").is_file()
-
-
-def test_missing_teacher_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="nowhere"):
-        main(["distill-task", "--teacher", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o")])
-    assert teacher_path("minilm-l6").is_dir()

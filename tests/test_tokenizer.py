@@ -1,4 +1,4 @@
-"""Tests for minibert.tokenizer.
+"""Tests for minibert.tokenizer and minibert.wordpiece_trainer.
 
 * Hand-checkable examples on tiny vocabularies (google-research/bert's own test cases).
 * Parity with transformers on every line of SST-2, CoLA, MRPC (pairs), WikiText-2 and the
@@ -24,15 +24,14 @@ from minibert.tokenizer import (
     BasicTokenizer,
     BertTokenizer,
     WordpieceTokenizer,
-    count_words,
     is_cjk_char,
     is_control,
     is_punctuation,
     is_whitespace,
     load_vocab,
     save_vocab,
-    train_wordpiece_vocab,
 )
+from minibert.wordpiece_trainer import count_words, train_wordpiece_vocab
 
 transformers.logging.set_verbosity_error()  # truncation warnings from the references
 
@@ -151,7 +150,7 @@ def test_character_classes_truth_tables():
 
 def test_chunk_separators_are_exactly_bert_whitespace():
     """The chunking regex hard-codes category Zs; check it against unicodedata."""
-    from minibert.tokenizer import _ZS_CHARS
+    from minibert.wordpiece import _ZS_CHARS
     zs = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"}
     assert set(_ZS_CHARS) == zs
     # Characters str.split() splits on that survive cleaning (not C*, not Zs): U+2028, U+2029.

@@ -1,49 +1,36 @@
-"""The training engine: learning on real data, exact resume after SIGKILL, failures, the CLI."""
+"""The command line: every command's flags and help, --config files, clear errors, exact resume after SIGKILL.
+
+The runs themselves are library functions, tested in test_trainer.py, test_tinybert.py and
+friends; here they are reached the way a user reaches them, through `python -m minibert.train`.
+"""
+import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from minibert import BertConfig, BertForSequenceClassification
-from minibert import data as D
-from minibert.tokenizer import BertTokenizer
-from minibert.train import parse_args, predict
-from minibert.trainer import Trainer, TrainArgs, TrainingError
+from minibert import settings
+from minibert.flags import from_args
+from minibert.train import build_parser, main, parse_args
+from minibert.trainer import TrainArgs
 
 REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ["vocab", "pretrain", "finetune", "evaluate", "distill-general", "augment", "distill-task", "pipeline"]
 
 
-@pytest.fixture(scope="module")
-def tok(data_dir):
-    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
-
-
-@pytest.fixture(scope="module")
-def sst2(data_dir, tok):
-    train = D.read_glue("sst-2", data_dir / "SST-2" / "train.tsv")[:1024]
-    dev = D.read_glue("sst-2", data_dir / "SST-2" / "dev.tsv")[:200]
-    return D.encode_examples(train, tok, 32), D.encode_examples(dev, tok, 32)
-
-
-def tiny_classifier(tok, seed=0, dropout=0.1):
-    cfg = BertConfig.from_preset("tiny", vocab_size=len(tok), hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    return BertForSequenceClassification(cfg, num_labels=2, seed=seed)
-
-
-def classification_step(model):
-    def step_fn(batch, scale):
-        out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"])
-        model.backward(dloss=scale)
-        return {"loss": out.loss}
-    return step_fn
-
+def _cli(out, *extra):
+    return [sys.executable, "-m", "minibert.train", "finetune", "--model", "tiny", "--task", "sst-2",
+            "--max-train-examples", "2000", "--max-eval-examples", "50", "--max-length", "32", "--batch-size", "16",
+            "--max-steps", "150", "--save-steps", "10", "--eval-steps", "0", "--lr", "1e-3", "--progress", "false",
+            "--output-dir", str(out), *extra]
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
@@ -66,15 +53,70 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 
 
 def test_cli_help_explains_every_command():
-    for cmd in ["vocab", "pretrain", "finetune", "evaluate"]:
-        out = subprocess.run([sys.executable, "-m", "minibert.train", cmd, "--help"], capture_output=True, text=True, cwd=REPO)
-        assert out.returncode == 0 and "usage:" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "minibert.train", "finetune", "--help"], capture_output=True, text=True, cwd=REPO)
+    def help_of(*args):
+        out = subprocess.run([sys.executable, "-m", "minibert.train", *args, "--help"], capture_output=True, text=True,
+                             cwd=REPO)
+        assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
+        return " ".join(out.stdout.split())  # argparse wraps lines
+
+    for cmd in COMMANDS:
+        help_of(cmd)
+    text = help_of("finetune")
     for flag in ["--task", "--data", "--model", "--output-dir", "--max-steps", "--epochs", "--batch-size", "--lr",
                  "--seed", "--save-steps", "--resume"]:
-        assert flag in out.stdout, flag
-    top = subprocess.run([sys.executable, "-m", "minibert.train", "--help"], capture_output=True, text=True, cwd=REPO)
-    assert "--config" in top.stdout and "distill-task" in top.stdout
+        assert flag in text, flag
+    assert "(default: runs/finetune)" in text  # the command's own default, not TrainArgs'
+    assert "fit_dense.safetensors does not fit" in help_of("distill-task")  # what a mismatched stage-1 folder does
+    top = help_of()
+    assert "--config" in top and "distill-task" in top
+
+
+def _flag_helps() -> dict:
+    """{--flag: [its help in each command that has it]} over every command of the parser."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {}
+    for p in sub.choices.values():
+        for action in p._actions:
+            for flag in action.option_strings:
+                helps.setdefault(flag, []).append(action.help)
+    return helps
+
+
+def test_every_setting_is_a_flag_with_its_help():
+    """The settings dataclasses are the one declaration: each field is a flag whose help is the field's."""
+    helps = _flag_helps()
+    for cls in (*settings.ALL, TrainArgs):
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in helps, f"{cls.__name__}.{f.name} has no flag"
+            assert any(h.startswith(f.metadata["help"]) for h in helps[flag]), (cls.__name__, f.name, helps[flag])
+
+
+def test_flags_build_the_settings_with_each_commands_defaults():
+    a = parse_args(["pretrain"])
+    assert from_args(settings.CorpusSettings, a) == settings.CorpusSettings(dupe_factor=2)
+    assert from_args(settings.MaskingSettings, a) == settings.MaskingSettings()
+    assert from_args(TrainArgs, a) == TrainArgs(output_dir="runs/pretrain", lr=1e-3, batch_size=32, max_steps=1000,
+                                                eval_steps=200, save_steps=200, warmup_ratio=0.05)
+    a = parse_args(["distill-task", "--pred-steps", "7", "--progress", "false"])
+    assert from_args(settings.TaskDistillSettings, a) == settings.TaskDistillSettings(
+        teacher="runs/teacher-sst2", output_dir="runs/distill", pred_steps=7, progress=False)
+    assert parse_args(["vocab", "--cased"]).cased is True  # a boolean flag alone means true
+    assert parse_args(["vocab", "--cased", "no"]).cased is False
+    assert parse_args(["pretrain", "--corpus", "a.txt", "b"]).corpus == ["a.txt", "b"]
+    with pytest.raises(ValueError, match="TaskDistillSettings.mapping"):
+        settings.TaskDistillSettings(mapping="sideways")  # the library checks what argparse's choices check
+
+
+def test_train_py_is_a_thin_shell():
+    assert len((REPO / "minibert" / "train.py").read_text().splitlines()) <= 350
+    # bench/ and the notebooks reach the library directly, never through the command line
+    for path in [*(REPO / "bench").glob("*.py"), *(REPO / "notebooks").glob("*.ipynb")]:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":  # the code, not what an earlier run printed
+            text = "".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+        for needle in ("train import", "Namespace", "main(["):
+            assert needle not in text, f"{path.name} uses {needle!r}"
 
 
 def test_config_file_and_overrides(tmp_path):
@@ -106,25 +148,6 @@ def test_clear_errors_for_bad_setups(tmp_path):
         TrainArgs(batch_size=0)
 
 
-@pytest.mark.filterwarnings("ignore:.*newly initialised")
-def test_build_student_starts_from_the_teachers_classifier_when_it_reads_the_same_space(tok, tmp_path):
-    from minibert import BertModel
-    from minibert.train import build_student
-    teacher = tiny_classifier(tok, seed=3)
-    params = teacher.named_parameters()
-
-    def same_head(student):
-        s = student.named_parameters()
-        return all(np.array_equal(s[n], params[n]) for n in ("classifier.weight", "classifier.bias"))
-
-    copied = build_student("teacher:0", 2, tok, seed=0, teacher=teacher)
-    assert same_head(copied)
-    assert not same_head(build_student("teacher:0", 2, tok, seed=0, teacher=teacher, copy_classifier=False))
-    # A stage-1 encoder folder of the teacher's width has no classifier: it gets the teacher's.
-    BertModel(teacher.config, seed=5).save_pretrained(tmp_path / "stage1", tokenizer=tok)
-    assert same_head(build_student(str(tmp_path / "stage1"), 2, tok, seed=0, teacher=teacher))
-    # A folder that has its own classifier keeps it.
-    copied.named_parameters()["classifier.bias"][...] = 7.0
-    copied.save_pretrained(tmp_path / "with-head", tokenizer=tok)
-    kept = build_student(str(tmp_path / "with-head"), 2, tok, seed=0, teacher=teacher)
-    assert np.all(kept.named_parameters()["classifier.bias"] == 7.0)
+def test_missing_teacher_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="nowhere"):
+        main(["distill-task", "--teacher", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o")])

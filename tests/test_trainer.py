@@ -1,4 +1,5 @@
-"""The training loop (minibert.trainer): learning, non-finite stops, exact resume in process."""
+"""The training loop (minibert.trainer): learning, non-finite stops, host syncs only at log
+steps, exact resume in process, and checkpoints that do not fit the run."""
 import json
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
 from minibert.tokenizer import BertTokenizer
-from minibert.train import predict
+from minibert.checkpoint import CheckpointError
+from minibert.evaluation import predict
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +83,9 @@ def test_loss_falls_on_real_sst2(tok, sst2, tmp_path):
     assert (tmp_path / "checkpoint-120" / "trainer_state.json").is_file()
 
 
-def test_non_finite_loss_stops_and_names_the_step(tok, sst2, tmp_path):
+def test_non_finite_loss_stops_and_names_the_interval(tok, sst2, tmp_path):
+    """Losses are read at log, evaluation and checkpoint steps: a NaN at step 7 is found at the
+    checkpoint of step 9, which is not written; checkpoint-6 stays the last good one."""
     train, _ = sst2
     model = tiny_classifier(tok)
     step = classification_step(model)
@@ -93,9 +97,68 @@ def test_non_finite_loss_stops_and_names_the_step(tok, sst2, tmp_path):
         return {"loss": float("nan")} if calls["n"] == 7 else out
 
     args = TrainArgs(output_dir=str(tmp_path), max_steps=20, save_steps=3, progress=False)
-    with pytest.raises(TrainingError, match=r"not finite at step 7 .*checkpoint-6"):
+    with pytest.raises(TrainingError, match=r"not finite between steps 7 and 9 .*checkpoint-6"):
         Trainer(args, {"": model}, D.Batcher(train, 16, seed=0), exploding).train()
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+
+
+class CountedLoss(np.ndarray):
+    """A 0-d loss that counts how often the host reads it (float(), .item(), bool())."""
+
+    reads = 0
+
+    def __float__(self):
+        CountedLoss.reads += 1
+        return float(self.view(np.ndarray))
+
+    def item(self, *args):
+        CountedLoss.reads += 1
+        return self.view(np.ndarray).item(*args)
+
+    def __bool__(self):
+        CountedLoss.reads += 1
+        return bool(self.view(np.ndarray))
+
+
+@pytest.mark.parametrize("clip", ["global", "per_tensor"])
+def test_losses_are_read_only_at_log_steps(tok, sst2, tmp_path, clip):
+    train, _ = sst2
+    model = tiny_classifier(tok)
+    step = classification_step(model)
+
+    def counted(batch, scale):
+        return {"loss": np.asarray(step(batch, scale)["loss"]).view(CountedLoss)}
+
+    n, every = 12, 4
+    CountedLoss.reads = 0
+    args = TrainArgs(output_dir=str(tmp_path), max_steps=n, log_steps=every, clip=clip, progress=False)
+    Trainer(args, {"": model}, D.Batcher(train, 8, seed=0), counted).train()
+    logs = n // every
+    # per log step: the interval's sum (the NaN check) and the logged value; never once per step
+    assert CountedLoss.reads == 2 * logs, CountedLoss.reads
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 8, 12]
+    assert all(isinstance(r["loss"], float) for r in records)
+    assert ("grad_norm" in records[0]) == (clip == "global")
+
+
+def test_checkpoint_of_another_model_is_a_checkpoint_error(tok, sst2, tmp_path):
+    train, _ = sst2
+
+    def trainer(model, steps):
+        args = TrainArgs(output_dir=str(tmp_path), max_steps=steps, progress=False)
+        return Trainer(args, {"": model}, D.Batcher(train, 16, seed=0), classification_step(model))
+
+    trainer(tiny_classifier(tok), 1).train()
+    other = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=len(tok)), num_labels=3, seed=0)
+    before = {k: v.copy() for k, v in other.named_parameters().items()}
+    with pytest.raises(CheckpointError, match=r"checkpoint-1/params.safetensors: tensor 'classifier.weight' has "
+                                              r"shape \[2, 64\] but \[3, 64\] is expected"):
+        trainer(other, 2).train(resume="auto")
+    assert all(np.array_equal(v, before[k]) for k, v in other.named_parameters().items())  # untouched
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text('{"step": 1, "epo')  # cut short
+    with pytest.raises(CheckpointError, match=r"checkpoint-1/trainer_state.json: not valid JSON"):
+        trainer(tiny_classifier(tok), 2).train(resume="auto")
 
 
 def test_in_process_resume_is_bit_identical(tok, sst2, tmp_path):

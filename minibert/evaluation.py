@@ -1,0 +1,78 @@
+"""Evaluation: a model's predictions and scores on held-out data, in eval mode (no dropout).
+
+    predict(model, dev)                    logits (N, C) of a sequence classifier, in example order
+    evaluate(model, "sst-2", dev)          the task's metrics ({"acc": ...}, {"mcc": ...}, ...)
+    evaluate_pretraining(model, held)      masked-LM accuracy and loss, NSP accuracy
+    evaluate_mlm(model, held)              masked-word accuracy of a BertForMaskedLM
+
+Each function restores the model's train/eval mode (except evaluate_mlm: see there) and moves
+nothing between devices beyond the logits it scores. The metrics themselves (accuracy, F1,
+Matthews) live with the task registry in `minibert.data`; latency and parameter counts, the
+other half of a results table, in `report.py`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import data as D
+from .backend import to_numpy
+
+
+def predict(model, encoded: D.EncodedExamples, batch_size: int = 64) -> np.ndarray:
+    """Logits (N, C) float32 for every example of `encoded`, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    logits = np.zeros((len(encoded), model.num_labels), dtype=np.float32)  # (N, C)
+    # In input order, unbucketed: the rows of `logits` are the examples' rows.
+    for idx in D.make_epoch_batches(encoded.lengths, batch_size, shuffle=False, bucket=False):
+        b = encoded.collate(idx)
+        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        logits[idx] = to_numpy(out.logits)  # (B, C)
+    model.train(was_training)
+    return logits
+
+
+def evaluate(model, task: str, encoded: D.EncodedExamples) -> dict:
+    """The task's metrics of `model` on `encoded` (e.g. {"acc": 0.84} for SST-2)."""
+    return D.compute_metrics(task, predict(model, encoded), encoded.labels)
+
+
+def evaluate_pretraining(model, held: D.PretrainingData, batch_size: int = 64, max_batches: int = 20) -> dict:
+    """Held-out masked-LM accuracy and loss (per predicted token), and NSP accuracy, of a BertForPreTraining."""
+    was_training = model.training
+    model.eval()
+    correct = total = nsp_correct = nsp_total = 0
+    loss_sum = 0.0
+    for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]:
+        b = held.collate(idx)
+        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"],
+                    next_sentence_label=b["next_sentence_label"], only_labelled=True)
+        # only_labelled: logits (P, V) at the P predicted positions, mlm_positions their flat indices
+        labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]  # (P,)
+        pred = to_numpy(out.logits).argmax(-1)  # (P,)
+        n = len(labels)
+        correct += int((pred == labels).sum())
+        total += n
+        loss_sum += float(out.mlm_loss) * n  # a mean over the batch's P tokens -> a sum
+        nsp_correct += int((to_numpy(out.seq_relationship_logits).argmax(-1) == b["next_sentence_label"]).sum())
+        nsp_total += len(idx)
+    model.train(was_training)
+    return {"mlm_acc": correct / max(total, 1), "mlm_loss": loss_sum / max(total, 1),
+            "nsp_acc": nsp_correct / max(nsp_total, 1)}
+
+
+def evaluate_mlm(model, held: D.PretrainingData, batches: int = 10, batch_size: int = 32) -> dict:
+    """Held-out masked-word accuracy of a BertForMaskedLM.
+
+    The model is left in eval mode: this scores augmentation's MLM head, trained over a frozen
+    encoder that never runs in train mode (see tinybert.mlm_head_step).
+    """
+    model.eval()
+    correct = total = 0
+    for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:batches]:
+        b = held.collate(idx)
+        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)
+        labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]  # (P,)
+        correct += int((to_numpy(out.logits).argmax(-1) == labels).sum())
+        total += len(labels)
+    return {"mlm_acc": correct / max(total, 1)}

@@ -1,0 +1,199 @@
+"""The settings of every run, one dataclass per group: the typed arguments of the library's runs.
+
+Each field is a knob of a run *and* a command-line flag: `field(default=..., metadata={"help":
+..., "choices": ...})` is the only place its default, its explanation and its allowed values are
+written. `minibert.flags` turns a class into an argparse group (`--max-seq-length` for
+`max_seq_length`); notebooks and `bench/` build the same classes directly:
+
+    pipeline(TaskDataSettings(max_train_examples=1500), TaskDistillSettings(pred_steps=60, output_dir="runs/x"))
+
+How to optimise (learning rate, steps, checkpoints) is `TrainArgs`, next to the loop in
+`trainer.py`. This module holds values and checks them; it does not parse command lines (that is
+`flags.py`), read files or build models (`specs.py`, `data/`); it imports from minibert only
+the task registry and the model presets (for choices and help), so every run module can import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .config import PRESETS
+from . import data as D
+
+
+def setting(default, help: str, choices=None, metavar: str | None = None):
+    """A dataclass field with its flag help (and allowed values) as metadata."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if metavar is not None:
+        meta["metavar"] = metavar
+    return field(default=default, metadata=meta)
+
+
+def check_choices(settings) -> None:
+    """Raise a ValueError naming the field whose value is not one of its declared choices."""
+    for f in fields(settings):
+        allowed = f.metadata.get("choices")
+        value = getattr(settings, f.name)
+        if allowed is not None and value is not None and value not in allowed:
+            raise ValueError(f"{type(settings).__name__}.{f.name}={value!r}: expected one of {', '.join(allowed)}")
+
+
+MODEL_HELP = (f"a preset for a fresh random model ({', '.join(sorted(PRESETS))}), a Hugging Face folder "
+              f"(config.json + model.safetensors), minilm-l6 (the teacher package), or teacher:0,2,4 "
+              f"(those MiniLM layers, finetune only)")
+
+
+@dataclass
+class ModelSettings:
+    """Which model a run starts from, and its vocabulary (pretrain, finetune, evaluate)."""
+
+    model: str = setting("tiny", MODEL_HELP)
+    vocab: str | None = setting(None, "vocab.txt to use (default: the model folder's, else bert-base-uncased)")
+
+
+@dataclass
+class TaskDataSettings:
+    """A GLUE task's examples: which task, where its files are, how much of it, how long (see data.load_task_data)."""
+
+    task: str = setting("sst-2", "GLUE task", choices=D.TASKS)
+    data: str | None = setting(None, "folder with the task's train.tsv and dev.tsv (default: <data root>/SST-2 etc.; "
+                                     "data roots: $MINIBERT_DATA, ./data, ../shared/data)")
+    train_file: str | None = setting(None, "training TSV in the task's format, e.g. augment's train_aug.tsv "
+                                           "(default: <data>/train.tsv)")
+    max_length: int = setting(64, "maximum tokens per example, [CLS] and [SEP] included")
+    max_train_examples: int = setting(0, "use only the first N training examples; 0: all")
+    max_eval_examples: int = setting(0, "use only the first N dev examples; 0: all")
+
+    def __post_init__(self):
+        check_choices(self)
+
+
+@dataclass
+class CorpusSettings:
+    """The general (unlabelled) corpus: files, sequence length, passes, held-out documents."""
+
+    corpus: list[str] | None = setting(None, "corpus files or folders (default: WikiText-2 + the Gutenberg books)")
+    max_seq_length: int = setting(128, "tokens per sequence")
+    dupe_factor: int = setting(1, "passes over the corpus with different pairings and masks")
+    heldout_fraction: float = setting(0.05, "documents held out for evaluation")
+
+
+@dataclass
+class MaskingSettings:
+    """BERT's pre-training targets: which tokens the masked LM predicts (80% [MASK], 10% random, 10% kept)."""
+
+    masked_lm_prob: float = setting(0.15, "fraction of tokens to predict")
+    max_predictions_per_seq: int = setting(20, "cap on predicted tokens per instance")
+    whole_word_mask: bool = setting(False, "mask all pieces of a word together")
+
+
+@dataclass
+class VocabSettings:
+    """Learning a WordPiece vocabulary (the vocab command)."""
+
+    files: list[str] | None = setting(None, "text files or folders (default: the Gutenberg books)")
+    vocab_size: int = setting(8000, "vocabulary size, special tokens included")
+    min_frequency: int = setting(2, "ignore words seen fewer times")
+    cased: bool = setting(False, "keep case and accents (false: lower-case and strip accents)")
+    output_dir: str = setting("runs/vocab", "where vocab.txt is written")
+
+
+@dataclass
+class RunOptions:
+    """Where a training run continues from, and on which array backend it runs."""
+
+    resume: str | None = setting(None, "auto: continue from the latest checkpoint in --output-dir (each stage's, in "
+                                       "distillation; a fresh start where there is none), or a checkpoint folder",
+                                 metavar="auto|FOLDER")
+    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=("numpy", "cupy"))
+
+    def __post_init__(self):
+        check_choices(self)
+
+
+MAPPINGS = ("uniform", "top", "bottom")  # distill.MAPPING_STRATEGIES, spelled out for --help
+
+
+@dataclass
+class GeneralDistillSettings:
+    """TinyBERT stage 1: which teacher and student (optimisation is TrainArgs, the text CorpusSettings)."""
+
+    teacher: str = setting("minilm-l6", "pre-trained teacher: minilm-l6 or a folder")
+    student: str = setting("tinybert-3", "a preset (random init), teacher:0,2,4 (copied layers) or a folder")
+    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
+    mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
+                           choices=MAPPINGS)
+
+    def __post_init__(self):
+        check_choices(self)
+
+
+@dataclass
+class TaskDistillSettings:
+    """TinyBERT stage 2 on a task: 2a intermediate layers (constant rate), 2b prediction layer (best dev kept)."""
+
+    teacher: str | None = setting(None, "folder of the teacher fine-tuned on the task; the pipeline without it "
+                                        "fine-tunes the MiniLM-L6 teacher on the training examples first")
+    student: str = setting("teacher:0,2,4", "teacher:0,2,4 (copy teacher layers), a preset (random init), or a folder "
+                                            "such as distill-general's output")
+    fit_dense_mismatch: str = setting(
+        "error", "a --student folder whose fit_dense.safetensors does not fit this teacher's width: error (stop, "
+                 "naming the file), or reinit (start the projection afresh, with a log line)",
+        choices=("error", "reinit"))
+    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
+    mapping: str = setting("uniform", "layer mapping", choices=MAPPINGS)
+    temperature: float = setting(1.0, "prediction-layer temperature")
+    inter_steps: int = setting(0, "intermediate-layer steps; 0: use --inter-epochs")
+    inter_epochs: float = setting(0.0, "intermediate-layer epochs; 0 with --inter-steps 0 skips the stage")
+    inter_lr: float = setting(5e-5, "intermediate-layer learning rate, constant")
+    pred_steps: int = setting(0, "prediction-layer steps; 0: use --pred-epochs")
+    pred_epochs: float = setting(1.0, "prediction-layer epochs")
+    pred_lr: float = setting(3e-5, "prediction-layer peak learning rate")
+    teacher_epochs: float = setting(1.0, "pipeline without --teacher: fine-tuning epochs")
+    teacher_lr: float = setting(5e-5, "pipeline without --teacher: fine-tuning rate")
+    batch_size: int = setting(32, "examples per step")
+    eval_steps: int = setting(100, "evaluate the student every N prediction steps")
+    save_steps: int = setting(0, "checkpoint every N steps; 0: at the end of each stage")
+    log_steps: int = setting(10, "log every N steps")
+    optimizer: str = setting("adamw", "adamw (bias-corrected) or bertadam (the reference's)",
+                             choices=("adamw", "bertadam"))
+    clip: str = setting("global", "gradient clipping", choices=("global", "per_tensor"))
+    weight_decay: float = setting(0.01, "decoupled weight decay")
+    seed: int = setting(42, "seed for the student, the data order and dropout")
+    output_dir: str = setting("runs/pipeline", "where everything is written: teacher/, intermediate/, prediction/, "
+                                               "student/, results.json")
+    resume: str | None = setting(None, "auto: continue each stage from its latest checkpoint (a stage without one "
+                                       "starts fresh)")
+    progress: bool = setting(True, "progress bars")
+
+    def __post_init__(self):
+        check_choices(self)
+
+
+@dataclass
+class AugmentSettings:
+    """TinyBERT data augmentation: where candidate words come from and how many copies (task: TaskDataSettings)."""
+
+    teacher: str = setting("minilm-l6", "encoder whose MLM head proposes words")
+    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
+    candidates: str = setting(
+        "tinybert", "tinybert: masked-LM candidates for single-piece words, GloVe for the others; glove: GloVe "
+                    "neighbours for every word, no masked LM (much faster, not the paper's)",
+        choices=("tinybert", "glove"))
+    mlm: str | None = setting(None, "a BertForMaskedLM folder to use as is (default: train a head, see --mlm-steps)")
+    mlm_steps: int = setting(300, "steps of MLM-head training on the general corpus")
+    n_aug: int = setting(20, "augmented copies per sentence, N_a")
+    p: float = setting(0.4, "replacement probability per word")
+    k: int = setting(15, "candidates per word, K")
+    seed: int = setting(42, "seed for the head, the corpus and the replacements")
+    output_dir: str = setting("runs/augment", "train_aug.tsv (and mlm-head/) go here")
+    progress: bool = setting(True, "progress bars")
+
+    def __post_init__(self):
+        check_choices(self)
+
+
+# Every settings group, for the command line's tests: each field must be a flag with its help.
+ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, RunOptions,
+       GeneralDistillSettings, TaskDistillSettings, AugmentSettings)
