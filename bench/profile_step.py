@@ -75,7 +75,7 @@ OTHER = "other"
 
 # Qualified minibert names (module.Class.function) -> group, first match wins.
 MINIBERT_GROUPS = [
-    (r"^functional\.linear_|^nn\.Linear\.|^model\.BertLayer\._qkv_weights$", LINEAR),
+    (r"^(functional|fast)\.linear_|^nn\.Linear\.|^model\.BertLayer\._qkv_weights$", LINEAR),
     (r"^model\.BertLMPredictionHead\.", DECODER),  # its own dense/GELU/LayerNorm are children
     (r"^(functional|fast)\.attention_", ATTENTION),
     (r"^(functional|fast)\.softmax_", SOFTMAX),
@@ -84,7 +84,8 @@ MINIBERT_GROUPS = [
     (r"^(functional|fast)\.dropout_|^nn\.Dropout\.|^backend\.RNG\.random$", DROPOUT),
     (r"^functional\.embedding_|^nn\.Embedding\.|^model\.BertEmbeddings\.|^backend\.scatter_add$", EMBEDDING),
     (r"^functional\.tanh_", TANH),
-    (r"^losses\.|^functional\.log_softmax$|^model\._HeadModel\._mlm_", LOSS),
+    (r"^losses\.|^(functional|fast)\.(cross_entropy|soft_cross_entropy|mse|check_labels)|^functional\.log_softmax$"
+     r"|^model\._HeadModel\._mlm_", LOSS),
     (r"^optim\.", OPTIMIZER),
     (r"^model\.BertLayer\.(forward|backward)$|^model\.BertModel\.(forward|backward)$", GLUE),
     (r"^model\.|^nn\.|^backend\.", OTHER),

@@ -11,6 +11,7 @@ from minibert import data as D
 from minibert.tokenizer import BertTokenizer
 from minibert.checkpoint import CheckpointError
 from minibert.evaluation import predict
+from minibert.finetune import classification_step
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,14 +32,6 @@ def sst2(data_dir, tok):
 def tiny_classifier(tok, seed=0, dropout=0.1):
     cfg = BertConfig.from_preset("tiny", vocab_size=len(tok), hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return BertForSequenceClassification(cfg, num_labels=2, seed=seed)
-
-
-def classification_step(model):
-    def step_fn(batch, scale):
-        out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"])
-        model.backward(dloss=scale)
-        return {"loss": out.loss}
-    return step_fn
 
 
 def test_overfits_one_tiny_batch(tok, sst2, tmp_path):
@@ -182,10 +175,4 @@ def test_in_process_resume_is_bit_identical(tok, sst2, tmp_path):
         assert np.array_equal(v, resumed.named_parameters()[k]), k
         assert np.array_equal(v, fresh.named_parameters()[k]), k
 
-
-def _cli(out, *extra):
-    return [sys.executable, "-m", "minibert.train", "finetune", "--model", "tiny", "--task", "sst-2",
-            "--max-train-examples", "2000", "--max-eval-examples", "50", "--max-length", "32", "--batch-size", "16",
-            "--max-steps", "150", "--save-steps", "10", "--eval-steps", "0", "--lr", "1e-3", "--progress", "false",
-            "--output-dir", str(out), *extra]
 
