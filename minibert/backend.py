@@ -77,6 +77,19 @@ def to_device(x: Any, device: str):
     return _cupy().asarray(x)
 
 
+def like(x: Any, ref: Any):
+    """x on the device of `ref`: a host (NumPy) array moves to the GPU, once and without waiting
+    for it; anything else is returned as it is (None, Python values, arrays already there).
+
+    Models call it on their inputs, so a host batch (evaluation, a user's call) meets device
+    parameters without a NumPy/CuPy mix, which CuPy refuses.
+    """
+    xp = get_array_module(ref)
+    if xp is not np and isinstance(x, np.ndarray):
+        return xp.asarray(x)
+    return x
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A host NumPy array for any array or scalar."""
     cp = _loaded_cupy()

@@ -35,7 +35,8 @@ itself (the length prefix, the JSON, every dtype x shape against its byte range,
 ranges against the file's size), so a truncated or lying file fails with a
 `CheckpointError` naming the file and the tensor, never deep inside NumPy. Every file is
 written to a temporary name in its folder and renamed into place (os.replace): a file
-appears whole or not at all.
+appears whole or not at all. The temporaries' names and the files' modes (the user's umask,
+as for any file) are runfolder.py's, which also removes temporaries a crash left behind.
 
 This module does not: read PyTorch `.bin` (pickle) or sharded checkpoints; know the model
 classes (it finds them by name on the class's MRO, so it never imports model.py, whose
@@ -49,20 +50,21 @@ import importlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .backend import device_of, to_device, to_numpy
 from .config import BertConfig
+from .runfolder import set_default_mode, temp_file, temp_folder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -491,9 +493,14 @@ def save_tensors(path, arrays: dict, metadata: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: np.ascontiguousarray(to_numpy(a)) for name, a in arrays.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so os.replace is atomic
+    tmp = temp_file(path)  # same folder, so os.replace is atomic
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # its I/O errors ("File too large (os error 27)") name no file
+            code = re.search(r"os error (\d+)", str(exc))
+            raise (OSError(int(code[1]), os.strerror(int(code[1])), str(path)) if code else OSError(str(exc))) from exc
+        set_default_mode(tmp)  # safetensors creates its files 0600: make them readable like any other
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -520,7 +527,7 @@ def save_pretrained(model, folder, tokenizer=None) -> Path:
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder} exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = temp_folder(folder)
     try:
         tensors = {name: to_numpy(a).astype(np.float32, copy=False) for name, a in model.named_parameters().items()}
         save_tensors(tmp / WEIGHTS_NAME, tensors, metadata={"format": "pt"})

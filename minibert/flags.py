@@ -25,6 +25,10 @@ from dataclasses import fields
 DEFAULTS = "_defaults"  # namespace attribute: {field name: the command's default}, filled by add_flags
 
 
+class UsageError(ValueError):
+    """A flag, a --config file or a setting's value that cannot be used (the command line exits with 2)."""
+
+
 def parse_bool(text: str) -> bool:
     """'true'/'false' (also 1/0, yes/no, on/off) for boolean flags."""
     if text.lower() in ("1", "true", "yes", "on"):
@@ -92,5 +96,10 @@ def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def from_args(cls, args: argparse.Namespace):
-    """The dataclass `cls` from parsed flags; fields the command has no flag for keep the class default."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+    """The dataclass `cls` from parsed flags; fields the command has no flag for keep the class default.
+
+    A value the class refuses (its __post_init__'s ValueError) is a UsageError."""
+    try:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from .backend import erf, get_array_module, scatter_add
 
 # The label that cross-entropy skips: unscored masked-LM positions, padding (transformers' value).
@@ -78,12 +80,14 @@ def embedding_backward(dout, cache: EmbeddingCache, dW=None):
     allocate a (V, D) temporary (V is 30522 for BERT); a new one when None.
     """
     ids, V, padding_idx = cache
+    xp = get_array_module(dout)
     ids, dout = ids.reshape(-1), dout.reshape(-1, dout.shape[-1])  # (N,), (N, D)
     if padding_idx is not None:
-        keep = ids != padding_idx  # the padding row gets no gradient
-        ids, dout = ids[keep], dout[keep]
+        # the padding row gets no gradient: its rows add zeros (a mask index, dout[ids != pad],
+        # would make a GPU wait to learn the result's size)
+        dout = xp.where((ids != padding_idx)[:, None], dout, dout.dtype.type(0))  # (N, D)
     if dW is None:
-        dW = get_array_module(dout).zeros((V, dout.shape[-1]), dtype=dout.dtype)  # (V, D)
+        dW = xp.zeros((V, dout.shape[-1]), dtype=dout.dtype)  # (V, D)
     scatter_add(dW, ids, dout)
     return dW
 
@@ -281,16 +285,25 @@ class CrossEntropyCache(NamedTuple):
 
 
 def check_labels(logits, labels, ignore_index: int = IGNORE_INDEX):
-    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of valid rows."""
+    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of valid rows.
+
+    Host (NumPy) labels are checked here and a label outside [0, C) raises; count is an int.
+    On the GPU a check read back would stop the device at every step, so there count stays a
+    0-d device array and a bad label makes the loss NaN instead (see cross_entropy_forward),
+    which the trainer reports at its next read.
+    """
     xp = get_array_module(logits)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy: logits (N, C) and labels (N,) expected, got {logits.shape} and {labels.shape}")
     valid = labels != ignore_index  # (N,)
     C = logits.shape[1]
-    bad = valid & ((labels < 0) | (labels >= C))
-    if bool(bad.any()):
-        raise ValueError(f"cross_entropy: label outside [0, {C}) (and not {ignore_index}): {labels[bad][:5].tolist()}")
-    return valid, xp.where(valid, labels, 0), int(valid.sum())
+    if xp is np:
+        bad = valid & ((labels < 0) | (labels >= C))
+        if bad.any():
+            raise ValueError(f"cross_entropy: label outside [0, {C}) (and not {ignore_index}): {labels[bad][:5].tolist()}")
+        return valid, np.where(valid, labels, 0), int(valid.sum())
+    in_range = (labels >= 0) & (labels < C)  # (N,) out-of-range rows read class 0 (their loss is NaN)
+    return valid, xp.where(valid & in_range, labels, 0), valid.sum()
 
 
 def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
@@ -303,7 +316,10 @@ def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
     valid, safe, count = check_labels(logits, labels, ignore_index)
     logp = log_softmax(logits)  # (N, C)
     picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]  # (N,)
-    loss = -(picked * valid).sum() / max(count, 1)
+    loss = -(picked * valid).sum() / xp.maximum(count, 1)
+    if xp is not np:  # device labels were not checked (check_labels): a bad one makes the loss NaN
+        bad = (valid & ((labels < 0) | (labels >= logits.shape[1]))).any()  # () on the device
+        loss = xp.where(bad, xp.nan, loss)
     return loss.astype(logits.dtype), CrossEntropyCache(xp.exp(logp), safe, valid, count)
 
 
@@ -313,7 +329,7 @@ def cross_entropy_backward(dloss, cache: CrossEntropyCache):
     xp = get_array_module(probs)
     dlogits = probs.copy()  # (N, C)
     dlogits[xp.arange(len(labels)), labels] -= 1.0
-    dlogits *= (valid[:, None] * (dloss / max(count, 1))).astype(probs.dtype)
+    dlogits *= (valid[:, None] * (dloss / xp.maximum(count, 1))).astype(probs.dtype)
     return dlogits
 
 

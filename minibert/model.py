@@ -21,7 +21,7 @@ import numpy as np
 
 from . import checkpoint
 from . import kernels as K  # the one place kernels come from (see kernels.py)
-from .backend import RNG, get_array_module
+from .backend import RNG, get_array_module, like
 from .config import BertConfig
 from .losses import CrossEntropyLoss, MSELoss
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
@@ -235,15 +235,16 @@ class BertModel(PreTrainedModel):
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings={self.config.max_position_embeddings}")
         if token_type_ids is None:
-            token_type_ids = xp.zeros_like(input_ids)
+            token_type_ids = get_array_module(input_ids).zeros_like(input_ids)
         if attention_mask is None:
-            attention_mask = xp.ones_like(input_ids)
+            attention_mask = get_array_module(input_ids).ones_like(input_ids)
         for name, a in (("token_type_ids", token_type_ids), ("attention_mask", attention_mask)):
             if a.shape != input_ids.shape:
                 raise ValueError(f"{name} has shape {a.shape} but input_ids has {input_ids.shape}")
         if not xp.issubdtype(token_type_ids.dtype, xp.integer):
             raise ValueError(f"token_type_ids must be integers, got dtype {token_type_ids.dtype}")
-        return token_type_ids, attention_mask
+        # a host mask meets device parameters on the device (the ids move in the embeddings, after their check)
+        return token_type_ids, like(attention_mask, self.embeddings.word.params["weight"])
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> BertOutput:
         """input_ids, token_type_ids, attention_mask (B, T) -> BertOutput."""
@@ -355,7 +356,7 @@ class _HeadModel(PreTrainedModel):
         labels); positions (P,) flat indices into B*T or None; the cache `_mlm_backward` takes.
         """
         B, T, H = h.shape
-        positions = None
+        positions, labels = None, like(labels, h)  # host labels move to h's device
         if only_labelled:
             if labels is None:
                 raise ValueError("logits only at labelled positions needs labels")
@@ -442,7 +443,8 @@ class BertForPreTraining(_HeadModel):
                                                                                    only_labelled)
         out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)  # (B, 2)
         if next_sentence_label is not None:
-            out.nsp_loss = self.nsp_loss.forward(out.seq_relationship_logits, next_sentence_label)
+            nsp_label = like(next_sentence_label, out.seq_relationship_logits)  # host labels move to the device
+            out.nsp_loss = self.nsp_loss.forward(out.seq_relationship_logits, nsp_label)
         if out.mlm_loss is not None and out.nsp_loss is not None:
             out.loss = out.mlm_loss + out.nsp_loss
         self._cache = (mlm_cache, out.nsp_loss is not None)
@@ -482,6 +484,7 @@ class BertForSequenceClassification(_HeadModel):
         out.logits = self.classifier.forward(x)  # (B, C)
         if labels is not None:
             # regression compares the (B, 1) logits with the labels as a (B, 1) column
+            labels = like(labels, out.logits)  # host labels move to the logits' device
             target = labels.astype(out.logits.dtype)[:, None] if self.num_labels == 1 else labels
             out.loss = self.loss_fct.forward(out.logits, target)
         self._cache = labels is not None

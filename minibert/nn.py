@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from . import kernels as K  # the one place kernels come from (see kernels.py)
-from .backend import RNG, check_device, get_array_module, to_device
+from .backend import RNG, check_device, get_array_module, like, to_device
 
 
 class Module:
@@ -155,13 +155,23 @@ class Embedding(Module):
         self.padding_idx = padding_idx
 
     def forward(self, ids):
-        xp = get_array_module(self.params["weight"])
+        W = self.params["weight"]
+        xp = get_array_module(W)
         if not xp.issubdtype(ids.dtype, xp.integer):
             raise ValueError(f"embedding ids must be integers, got dtype {ids.dtype}")
-        V = self.params["weight"].shape[0]
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
-            raise ValueError(f"embedding id out of range: ids span [{int(ids.min())}, {int(ids.max())}] but the table has {V} rows")
-        out, self._cache = K.embedding_forward(ids, self.params["weight"], self.padding_idx)
+        V = W.shape[0]
+        on_host = isinstance(ids, np.ndarray)
+        if on_host:  # checked here, where reading them costs no device sync; then moved to W's device
+            if ids.size and (ids.min() < 0 or ids.max() >= V):
+                raise ValueError(f"embedding id out of range: ids span [{ids.min()}, {ids.max()}] but the table has {V} rows")
+            ids = like(ids, W)
+        out, self._cache = K.embedding_forward(ids, W, self.padding_idx)  # (..., D)
+        if not on_host:
+            # ids made on the GPU: a check read back would stop the device at every step, and
+            # CuPy wraps a bad id around silently, so its row becomes NaN instead (the loss
+            # turns NaN and the trainer stops at its next read)
+            ok = (ids >= 0) & (ids < V)  # (...)
+            out = xp.where(ok[..., None], out, out.dtype.type(np.nan))  # (..., D)
         return out
 
     def backward(self, dout):

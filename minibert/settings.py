@@ -165,7 +165,13 @@ class TaskDistillSettings:
                                                "student/, results.json")
     resume: str | None = setting(None, "auto: continue each stage from its latest checkpoint (a stage without one "
                                        "starts fresh)")
+    overwrite_output_dir: bool = setting(False, "start each stage afresh in a folder that holds another run's "
+                                                "checkpoints, deleting them (without it such a folder is refused)")
+    resume_override: list[str] | None = setting(None, "with --resume: settings allowed to differ from each stage's "
+                                                      "checkpoint (as in finetune --help)", metavar="SETTING")
     progress: bool = setting(True, "progress bars")
+    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU): where the teacher and the student run",
+                          choices=("numpy", "cupy"))
 
     def __post_init__(self):
         check_choices(self)

@@ -129,6 +129,8 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
     tok = load_tokenizer(settings.teacher, settings.vocab)
     student = student_encoder(settings.student, teacher, tok, args.seed)
     distiller = Distiller(student.config, teacher.config, strategy=settings.mapping, seed=args.seed)
+    for m in (teacher, student, distiller):
+        m.to(run.device)
     print("building the general corpus ...", file=sys.stderr)
     train, held = pretraining_data(tok, corpus, PLAIN_TEXT, args.seed)
     train, held = general_batches(train), general_batches(held)
@@ -172,8 +174,10 @@ def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer)
           f"{head_dir}", file=sys.stderr)
     mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.teacher), seed=settings.seed)
     train, held = pretraining_data(tokenizer, corpus, BERT_MASKING, settings.seed)
+    # augment always trains its head afresh: a previous head's checkpoints are replaced, never mixed in
     args = TrainArgs(output_dir=str(head_dir), max_steps=settings.mlm_steps, batch_size=32, lr=1e-3,
-                     warmup_ratio=0.05, weight_decay=0.0, seed=settings.seed, progress=settings.progress, log_steps=10)
+                     warmup_ratio=0.05, weight_decay=0.0, seed=settings.seed, progress=settings.progress, log_steps=10,
+                     overwrite_output_dir=True)
     Trainer(args, {"cls.predictions.": mlm.lm_head}, D.Batcher(train, 32, seed=settings.seed), mlm_head_step(mlm),
             lambda: evaluate_mlm(mlm, held), lambda folder: mlm.save_pretrained(folder, tokenizer=tokenizer)).train()
     return mlm
@@ -227,22 +231,26 @@ def task_distillation(task: str, teacher, student, train: D.EncodedExamples, dev
     if fit_dense_from and checkpoint.load_fit_dense(distiller.fit_dense, fit_dense_from,
                                                     on_mismatch=s.fit_dense_mismatch):
         print(f"fit_dense continues from {fit_dense_from}", file=sys.stderr)
+    for m in (teacher, student, distiller):
+        m.to(s.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
     modules = {"": student, "distill.": distiller.fit_dense}
     common = dict(batch_size=s.batch_size, seed=s.seed, progress=s.progress, log_steps=s.log_steps,
-                  save_steps=s.save_steps, optimizer=s.optimizer, clip=s.clip, weight_decay=s.weight_decay)
+                  save_steps=s.save_steps, optimizer=s.optimizer, clip=s.clip, weight_decay=s.weight_decay,
+                  overwrite_output_dir=s.overwrite_output_dir, resume_override=s.resume_override)
     if s.inter_epochs > 0 or s.inter_steps > 0:
         args = TrainArgs(output_dir=str(out / "intermediate"), epochs=s.inter_epochs or 1.0, max_steps=s.inter_steps,
                          lr=s.inter_lr, schedule="constant", warmup_ratio=0.0, **common)
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
-                distill_step(student, teacher, distiller, "intermediate"), None, save).train(resume=s.resume)
+                distill_step(student, teacher, distiller, "intermediate"), None, save,
+                device=s.device).train(resume=s.resume)
     args = TrainArgs(output_dir=str(out / "prediction"), epochs=s.pred_epochs or 1.0, max_steps=s.pred_steps,
                      lr=s.pred_lr, schedule="linear", warmup_ratio=0.1, eval_steps=s.eval_steps,
                      metric_for_best=spec.main_metric, **common)
     # seed + 1: stage 2b sees the examples in another order than 2a
     trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
                       distill_step(student, teacher, distiller, "prediction"),
-                      lambda: evaluate(student, spec.name, dev), save)
+                      lambda: evaluate(student, spec.name, dev), save, device=s.device)
     state = trainer.train(resume=s.resume)
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
     best.save_pretrained(out / "student", tokenizer=tokenizer)
@@ -257,8 +265,10 @@ def finetune_teacher(task: str, train: D.EncodedExamples, tokenizer, settings: T
     print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples", file=sys.stderr)
     args = TrainArgs(output_dir=str(Path(settings.output_dir) / "teacher"), epochs=settings.teacher_epochs,
                      batch_size=settings.batch_size, lr=settings.teacher_lr, seed=settings.seed,
-                     progress=settings.progress, log_steps=settings.log_steps)
-    train_classifier(teacher, spec.name, train, None, tokenizer, args)
+                     progress=settings.progress, log_steps=settings.log_steps,
+                     overwrite_output_dir=settings.overwrite_output_dir, resume_override=settings.resume_override)
+    train_classifier(teacher.to(settings.device), spec.name, train, None, tokenizer, args, resume=settings.resume,
+                     device=settings.device)
     return teacher.eval()
 
 

@@ -10,6 +10,12 @@
 Every flag can also come from a JSON or TOML file (`--config run.toml`, keys spelled like
 the flags with underscores); flags given on the command line win over the file.
 
+An expected failure (bad data or settings, an unreadable or full disk, a non-finite loss, a
+damaged checkpoint, an output folder in use) prints one line `error: <what>, <where>` and no
+traceback (`--debug` shows it). Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
+--config, a setting's value); 130 (SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint
+written first (`--resume auto` continues it) unless the signal came twice.
+
 This module parses flags and calls one library function per command; it holds no training
 logic (runs: `pretrain.py`, `finetune.py`, `tinybert.py`). The flags are the fields of the
 settings dataclasses (`settings.py`, `trainer.TrainArgs`), turned into argparse groups by
@@ -25,19 +31,28 @@ from pathlib import Path
 
 from . import data as D
 from .finetune import evaluate_folder, finetune
-from .flags import DEFAULTS, add_flags, fill_defaults, from_args
+from .flags import DEFAULTS, UsageError, add_flags, fill_defaults, from_args
+from .interrupts import Interrupted
 from .pretrain import pretrain
 from .report import results_table, summary_line
+from .runfolder import RunFolderError, describe_os_error
 from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, ModelSettings,
                        RunOptions, TaskDataSettings, TaskDistillSettings, VocabSettings)
 from .tinybert import augment, general_distillation, pipeline
 from .tokenizer import save_vocab
-from .trainer import TrainArgs
+from .trainer import TrainArgs, TrainingError
 from .wordpiece_trainer import train_wordpiece_vocab
 
-# The quick pipeline `python -m minibert.train` runs with no arguments: minutes on 2 cores.
+# The quick pipeline `python -m minibert.train` runs with no arguments: minutes on 2 cores. It is
+# a demonstration, so running it again starts it afresh (--overwrite-output-dir) rather than
+# refusing runs/quick's earlier checkpoints.
 QUICK_PIPELINE = ["pipeline", "--max-train-examples", "4000", "--inter-steps", "150", "--pred-steps", "150",
-                  "--eval-steps", "50", "--output-dir", "runs/quick"]
+                  "--eval-steps", "50", "--output-dir", "runs/quick", "--overwrite-output-dir"]
+
+EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT = 1, 2, 130  # an interrupted run exits with 128 + the signal's number
+# The failures a user can cause and fix: a one-line message, no traceback (unless --debug).
+EXPECTED = (ValueError, OSError, RunFolderError, TrainingError)  # CheckpointError, UsageError are ValueErrors
+DEBUG_HELP = "show the traceback of an error instead of one line"
 
 
 # ============================================================================ commands
@@ -98,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no command, runs the quick TinyBERT pipeline on SST-2.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", default=None, help="JSON or TOML file of flag values (flags given here win)")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     def command(name: str, func, helptext: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(func=func)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)  # after the command too
         return p
 
     p = command("vocab", cmd_vocab, "learn a WordPiece vocabulary from text files")
@@ -157,7 +174,7 @@ def read_config_file(path: str) -> dict:
     """A --config file's {flag name: value} (JSON, or TOML for a .toml file)."""
     p = Path(path)
     if not p.is_file():
-        raise SystemExit(f"error: --config {path}: no such file")
+        raise UsageError(f"--config {path}: no such file")
     try:
         if p.suffix == ".toml":
             import tomllib
@@ -165,7 +182,7 @@ def read_config_file(path: str) -> dict:
             return tomllib.loads(p.read_text(encoding="utf-8"))
         return json.loads(p.read_text(encoding="utf-8"))
     except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
-        raise SystemExit(f"error: --config {path}: {exc}") from exc
+        raise UsageError(f"--config {path}: {exc}") from exc
 
 
 def parse_args(argv=None, parser=None) -> argparse.Namespace:
@@ -178,7 +195,7 @@ def parse_args(argv=None, parser=None) -> argparse.Namespace:
         for key, value in conf.items():
             key = key.replace("-", "_")
             if key not in known:
-                raise SystemExit(f"error: --config {a.config}: unknown setting {key!r} for '{a.command}'")
+                raise UsageError(f"--config {a.config}: unknown setting {key!r} for '{a.command}'")
             if getattr(a, key) is None:  # every flag defaults to None: None means not given
                 setattr(a, key, value)
     return fill_defaults(a)
@@ -186,16 +203,32 @@ def parse_args(argv=None, parser=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    a = parse_args(argv, parser)
-    if a.command is None:
-        print("no command given: running the quick TinyBERT pipeline on SST-2 "
-              f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest", file=sys.stderr)
-        a = parse_args(QUICK_PIPELINE, parser)
+    debug = "--debug" in argv  # known before parsing, so that a --config error honours it too
     try:
+        parser = build_parser()
+        a = parse_args(argv, parser)
+        if a.command is None:
+            print("no command given: running the quick TinyBERT pipeline on SST-2 "
+                  f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest", file=sys.stderr)
+            a = parse_args(QUICK_PIPELINE, parser)
         a.func(a)
-    except (FileNotFoundError, ValueError) as exc:  # missing data, a bad file or setting: a message, no traceback
-        raise SystemExit(f"error: {exc}") from exc
+    except Interrupted as exc:  # a checkpoint was written: say where, exit 128 + the signal
+        if debug:
+            raise
+        print(f"stopped: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        if debug:
+            raise
+        print("error: interrupted, stopped at once without writing a checkpoint (those already written stay)",
+              file=sys.stderr)
+        raise SystemExit(EXIT_SIGINT) from None
+    except EXPECTED as exc:
+        if debug:
+            raise
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message holds
+        raise SystemExit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR) from None
 
 
 if __name__ == "__main__":

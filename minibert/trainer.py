@@ -24,10 +24,25 @@ carries the values of its own step (the last of the interval): the losses, the l
 and the gradient norm before clipping, as they were before syncs moved to log intervals.
 
 No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
-optimizer moments (optimizer.safetensors), and in trainer_state.json the step, the data
-position (epoch, batch) and the dropout generators' states. It is written to a temporary
+optimizer moments (optimizer.safetensors), in trainer_state.json the step, the data
+position (epoch, batch), the dropout generators' states and the settings and data the run
+used, and in checksums.sha256 the sha256 of those three files. It is written to a temporary
 folder and renamed into place, so a run killed at any moment leaves either the old or the
 new checkpoint, never half of one; `resume` continues bit-identically.
+
+Nothing silently wrong (the folder's guards are runfolder.py's, the signals interrupts.py's):
+- the output folder is locked for the run's life; stale temporaries are removed at the start;
+- a fresh run refuses a folder holding another run's checkpoints unless `overwrite_output_dir`
+  (which deletes them, metrics.jsonl and best/);
+- a resume verifies the checkpoint (trainer_state.json's fields, the tensor files' headers,
+  the checksums; a checkpoint without checksums.sha256, written before they were recorded, is
+  checked by its headers only, with a note) and `resume="auto"` takes the newest one that
+  verifies, naming those it skips; it then compares RESULT_SETTINGS, the planned steps and
+  the training data's fingerprint with the recorded ones and refuses, naming each difference,
+  unless `resume_override` lists it (the accepted changes are recorded in trainer_state.json);
+- before the first step: the longest training row against the model's position embeddings,
+  the labels against its classifier, free disk space for a checkpoint;
+- SIGINT/SIGTERM finish the step, write a checkpoint and raise `interrupts.Interrupted`.
 
 This module does not read or write tensor files itself (checkpoint.py does, with its header
 validation: a checkpoint that does not fit the model is a `CheckpointError` naming the file
@@ -39,9 +54,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -49,20 +66,35 @@ import numpy as np
 from tqdm import tqdm  # plain text bars: in notebooks too, without ipywidgets
 
 from .backend import device_of, get_array_module, to_device
-from .checkpoint import CheckpointError, load_tensors, save_tensors
+from .checkpoint import CheckpointError, load_tensors, read_header, save_tensors
+from .interrupts import Interrupted, StopSignals
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
+from .runfolder import (CHECKPOINT_TMP_PREFIX, RunFolderError, RunLock, check_free_space, checksum_problems,
+                        data_fingerprint, describe_os_error, note, prepare_folder, remove_stale_temporaries,
+                        write_checksums)
 
 # A checkpoint-<step>/ folder: file names unchanged since the first release, so old runs resume.
 STATE_FILE = "trainer_state.json"
 PARAMS_FILE = "params.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_KEYS = ("step", "epoch", "batch", "best_metric", "tokens", "history", "optimizer", "rng_states", "total_steps")
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+# The TrainArgs that change what a resumed run computes (the data order, the schedule, the
+# update). The others (where and how often to log, evaluate or save; progress bars) may change
+# on resume. Also compared: "total_steps" (from max_steps/epochs: the schedule's length) and
+# "data" (the training data's fingerprint: other examples, max length or vocabulary).
+RESULT_SETTINGS = ("batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "schedule", "optimizer",
+                   "max_grad_norm", "clip", "seed")
+OVERRIDABLE = (*RESULT_SETTINGS, "total_steps", "data", "all")
 
 
 class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss, or a metric_for_best the evaluation does not report.
+    """Training stopped: a non-finite loss, a checkpoint that could not be written (full disk), or a
+    metric_for_best the evaluation does not report.
 
-    (A checkpoint that does not fit the run is a `checkpoint.CheckpointError`.)"""
+    (A checkpoint that does not fit the run is a `checkpoint.CheckpointError`; an output folder
+    that cannot hold the run a `runfolder.RunFolderError`.)"""
 
 
 @dataclass
@@ -100,6 +132,12 @@ class TrainArgs:
     metric_for_best: str = field(default="", metadata={
         "help": "evaluation metric whose best value is kept in output_dir/best"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": (
+        "start afresh in an output folder that holds another run's checkpoints, deleting them (and its "
+        "metrics.jsonl and best/); without it such a folder is refused unless --resume is given")})
+    resume_override: list[str] | None = field(default=None, metadata={"help": (
+        "settings allowed to differ from the checkpoint's on --resume (recorded in trainer_state.json): any of "
+        + ", ".join(OVERRIDABLE)), "metavar": "SETTING"})
 
     def __post_init__(self):
         checks = {
@@ -109,6 +147,7 @@ class TrainArgs:
             "optimizer": self.optimizer in ("adamw", "bertadam"), "clip": self.clip in ("global", "per_tensor"),
             "log_steps": self.log_steps >= 1, "eval_steps": self.eval_steps >= 0, "save_steps": self.save_steps >= 0,
             "save_total_limit": self.save_total_limit >= 1,
+            "resume_override": all(k in OVERRIDABLE for k in self.resume_override or ()),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -125,6 +164,7 @@ class TrainState:
     best_metric: float | None = None
     tokens: int = 0
     history: list = field(default_factory=list)
+    overrides: list = field(default_factory=list)  # settings changed on resume: {step, setting, recorded, now}
 
 
 def merged_parameters(modules: dict) -> tuple[dict, dict]:
@@ -168,6 +208,11 @@ class Trainer:
         self.state = TrainState()
         self.out = Path(args.output_dir)
 
+    @cached_property
+    def data_fingerprint(self) -> str | None:
+        """The training data's fingerprint (runfolder.data_fingerprint), recorded with each checkpoint."""
+        return data_fingerprint(getattr(self.batcher, "dataset", None))
+
     # ------------------------------------------------------------------ data
     def _micro_batches(self):
         """Endless (epoch, batch index after this one, batch) from the current position."""
@@ -185,12 +230,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: str | None = None) -> TrainState:
-        """Train to `total_steps`, or continue from `resume` ("auto" = the latest checkpoint, if any)."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            folder = self._find_checkpoint(resume)
-            if folder is not None:
-                self.load_checkpoint(folder)
+        """Train to `total_steps`, or continue from `resume` ("auto" = the latest checkpoint, if any).
+
+        Holds the output folder's lock throughout. Raises RunFolderError (the folder is in
+        use, another run's, full, ...), CheckpointError (no checkpoint to resume verifies),
+        TrainingError (a non-finite loss) and, after a SIGINT/SIGTERM and its checkpoint,
+        `interrupts.Interrupted`.
+        """
+        if resume and self.args.overwrite_output_dir:
+            raise ValueError("resume and overwrite_output_dir contradict each other: continue the run in "
+                             f"{self.out} or start afresh there, not both")
+        prepare_folder(self.out)
+        with RunLock(self.out), StopSignals() as stop:
+            remove_stale_temporaries(self.out)
+            self._start(resume)
+            self._check_before_first_step()
+            return self._loop(stop)
+
+    def _loop(self, stop: StopSignals) -> TrainState:
         a, st = self.args, self.state
         log_path = self.out / "metrics.jsonl"
         _truncate_log(log_path, st.step)
@@ -225,7 +282,8 @@ class Trainer:
             log = st.step % a.log_steps == 0 or last
             evaluate = bool(self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and not last)
             save = bool(a.save_steps and st.step % a.save_steps == 0 and not last)
-            if log or evaluate or save:  # the only place the loop reads the device
+            interrupted = stop.signum is not None and not last  # a finished run ends normally
+            if log or evaluate or save or interrupted:  # the only place the loop reads the device
                 self._stop_if_not_finite(interval, first, last_good, bar)
                 interval, first = {}, st.step + 1
             if log:
@@ -236,12 +294,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
             if evaluate:
                 self._evaluate(log_path)
-            if save:
-                last_good = self.save_checkpoint()
+            if save or interrupted:
+                last_good = self.save_checkpoint(last_good)
+            if interrupted:
+                bar.close()
+                raise Interrupted(stop.signum, st.step, last_good)
         bar.close()
         if self.eval_fn:
             self._evaluate(log_path)
-        self.save_checkpoint()
+        self.save_checkpoint(last_good)
         if self.save_fn:
             self.save_fn(self.out)
         return st
@@ -276,25 +337,79 @@ class Trainer:
                     self.save_fn(self.out / "best")
         return metrics
 
+    # ------------------------------------------------------- before the first step
+    def _start(self, resume: str | None) -> None:
+        """Restore the checkpoint to resume from, or make sure a fresh run mixes with no other."""
+        previous = self._checkpoints()
+        if resume:
+            folder, state = self._find_checkpoint(resume)
+            if folder is not None:
+                self._restore(folder, state)
+        elif previous and not self.args.overwrite_output_dir:
+            raise RunFolderError(
+                f"the output folder holds the checkpoints of another run ({', '.join(p.name for p in previous)}): "
+                f"continue it with --resume auto, or start afresh with --overwrite-output-dir (which deletes them), "
+                f"{self.out}")
+        elif previous:
+            stale = [*previous, self.out / "metrics.jsonl", self.out / "best"]
+            for p in stale:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            note(f"--overwrite-output-dir: deleted the previous run's {', '.join(p.name for p in previous)}, "
+                 f"metrics.jsonl and best/ in {self.out}")
+
+    def _check_before_first_step(self) -> None:
+        """What would otherwise fail at step 1 or at the first checkpoint: data that does not fit the model, a full disk."""
+        dataset = getattr(self.batcher, "dataset", None)
+        lengths = getattr(dataset, "lengths", None)
+        longest = int(np.max(lengths)) if lengths is not None and len(lengths) else (
+            dataset.input_ids.shape[1] if isinstance(getattr(dataset, "input_ids", None), np.ndarray) else 0)
+        labels = getattr(dataset, "labels", None)
+        for prefix, module in self.modules.items():
+            where = type(module).__name__ + (f" {prefix!r}" if prefix else "")
+            positions = getattr(getattr(module, "config", None), "max_position_embeddings", None)
+            if positions and longest > positions:
+                raise ValueError(f"the training data has rows of {longest} tokens but the model has {positions} "
+                                 f"position embeddings (max_position_embeddings): lower --max-length or "
+                                 f"--max-seq-length, {where}")
+            n = getattr(module, "num_labels", None)  # 1: regression, float labels
+            if (n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels)
+                    and not 0 <= labels.min() <= labels.max() < n):
+                raise ValueError(f"the training labels run from {labels.min()} to {labels.max()} but the model "
+                                 f"has {n} labels (num_labels), {where}")
+        moments = sum(m.nbytes for d in (self.optimizer.exp_avg, self.optimizer.exp_avg_sq) for m in d.values())
+        check_free_space(self.out, sum(p.nbytes for p in self.params.values()) + moments, "one checkpoint")
+
     # ------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> Path:
-        """Write checkpoint-<step>/ atomically and keep the newest `save_total_limit` of them."""
+    def save_checkpoint(self, last_good: Path | None = None) -> Path:
+        """Write checkpoint-<step>/ atomically and keep the newest `save_total_limit` of them.
+
+        A write that fails (a full disk, a read-only folder) or is interrupted leaves no
+        partial folder; the failure is a TrainingError naming the cause and `last_good`.
+        """
         st = self.state
         final = self.out / f"checkpoint-{st.step}"
-        tmp = self.out / f".tmp-checkpoint-{st.step}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_tensors(tmp / PARAMS_FILE, self.params)
-        opt_meta, opt_arrays = self.optimizer.state_dict()
-        save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
-        state = {**{k: v for k, v in asdict(st).items()}, "optimizer": opt_meta,
-                 "rng_states": [r.get_state() for r in self.rngs], "args": asdict(self.args),
-                 "total_steps": self.total_steps}
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
+        tmp = self.out / f"{CHECKPOINT_TMP_PREFIX}{st.step}-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            save_tensors(tmp / PARAMS_FILE, self.params)
+            opt_meta, opt_arrays = self.optimizer.state_dict()
+            save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
+            state = {**asdict(st), "optimizer": opt_meta, "rng_states": [r.get_state() for r in self.rngs],
+                     "args": asdict(self.args), "total_steps": self.total_steps,
+                     "data_fingerprint": self.data_fingerprint}
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
+            write_checksums(tmp, (PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE))
+            _fsync_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
+        except BaseException as exc:  # a full disk, or a second Ctrl-C: nothing partial stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise TrainingError(f"cannot write {final.name} ({describe_os_error(exc)}); no partial checkpoint "
+                                    f"is left; last good checkpoint: {last_good or 'none'}") from exc
+            raise
         for old in self._checkpoints()[: -self.args.save_total_limit]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -302,18 +417,21 @@ class Trainer:
     def load_checkpoint(self, folder: Path) -> None:
         """Restore parameters, optimizer, position and RNG states saved by `save_checkpoint`.
 
-        Everything is read and checked before anything changes: a checkpoint that does not
-        fit this run (other parameter names or shapes, another optimizer, a damaged file)
-        raises CheckpointError naming the file (and the tensor or field) and leaves the
-        model as it was.
+        Everything is read and checked before anything changes: a checkpoint that is damaged
+        or does not fit this run (other parameter names or shapes, another optimizer) raises
+        CheckpointError naming the file (and the tensor or field); one whose settings differ
+        (see RESULT_SETTINGS) raises RunFolderError naming them. The model is then unchanged.
         """
         folder = Path(folder)
-        state = _read_state(folder / STATE_FILE)
+        self._restore(folder, verify_checkpoint(folder))
+
+    def _restore(self, folder: Path, state: dict) -> None:
         arrays = load_tensors(folder / PARAMS_FILE, {name: p.shape for name, p in self.params.items()})
         moments = load_tensors(folder / OPTIMIZER_FILE)
         if len(state["rng_states"]) != len(self.rngs):
             raise CheckpointError(f"{folder / STATE_FILE}: rng_states holds {len(state['rng_states'])} dropout "
                                   f"generator states, this run has {len(self.rngs)}")
+        overrides = self._accept_setting_changes(folder, state)
         try:  # validates names, shapes and dtypes before it copies anything
             self.optimizer.load_state_dict(state["optimizer"], moments)
         except ValueError as exc:
@@ -324,31 +442,80 @@ class Trainer:
         for r, s in zip(self.rngs, state["rng_states"]):
             r.set_state(s)
         self.state = TrainState(step=state["step"], epoch=state["epoch"], batch=state["batch"],
-                                best_metric=state["best_metric"], tokens=state["tokens"], history=state["history"])
-        if state["total_steps"] != self.total_steps:
-            tqdm.write(f"note: resuming a run planned for {state['total_steps']} steps with {self.total_steps}")
+                                best_metric=state["best_metric"], tokens=state["tokens"], history=state["history"],
+                                overrides=[*state.get("overrides", []), *overrides])
         tqdm.write(f"resumed from {folder} at step {self.state.step}")
 
+    def _accept_setting_changes(self, folder: Path, state: dict) -> list[dict]:
+        """The recorded settings this run changes, as override records; RunFolderError for those not overridden."""
+        recorded, now = state.get("args") or {}, asdict(self.args)
+        changes = {k: (recorded[k], now[k]) for k in RESULT_SETTINGS if k in recorded and recorded[k] != now[k]}
+        if state["total_steps"] != self.total_steps:
+            changes["total_steps"] = (state["total_steps"], self.total_steps)
+        fingerprint = state.get("data_fingerprint")
+        if fingerprint and self.data_fingerprint and fingerprint != self.data_fingerprint:
+            changes["data"] = (f"fingerprint {fingerprint}", f"fingerprint {self.data_fingerprint}")
+        listed = "; ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
+        allowed = set(self.args.resume_override or ())
+        refused = [k for k in changes if not allowed & {k, "all"}]
+        if refused:
+            raise RunFolderError(
+                f"this run's settings differ from the checkpoint's ({listed}), which would change the result: rerun "
+                f"with the recorded values, or accept them with --resume-override {' '.join(refused)}, {folder}")
+        if changes:
+            note(f"resuming {folder} with changed settings (--resume-override): {listed}")
+        return [{"step": state["step"], "setting": k, "recorded": old, "now": new} for k, (old, new) in changes.items()]
+
     def _checkpoints(self) -> list[Path]:
-        found = [p for p in self.out.glob("checkpoint-*") if (p / STATE_FILE).is_file()]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+        """checkpoint-<step>/ folders, oldest first (damaged ones included: resume verifies)."""
+        if not self.out.is_dir():
+            return []
+        found = [p for p in self.out.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
 
     def _latest_checkpoint(self) -> Path | None:
-        ckpts = self._checkpoints() if self.out.is_dir() else []
+        ckpts = self._checkpoints()
         return ckpts[-1] if ckpts else None
 
-    def _find_checkpoint(self, resume: str) -> Path | None:
-        if resume == "auto":
-            # none yet: a fresh start, so one command serves a first run, a rerun after a kill,
-            # and each stage of a multi-stage run (distill-task, pipeline)
-            latest = self._latest_checkpoint()
-            if latest is None:
-                tqdm.write(f"--resume auto: no checkpoint in {self.out} yet, starting from step 0")
-            return latest
-        path = Path(resume)
-        if not (path / STATE_FILE).is_file():
-            raise CheckpointError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
-        return path
+    def _find_checkpoint(self, resume: str) -> tuple[Path | None, dict | None]:
+        """(folder, its verified trainer_state) to resume from; (None, None) for a fresh start."""
+        if resume != "auto":
+            path = Path(resume)
+            if not (path / STATE_FILE).is_file():
+                raise CheckpointError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
+            return path, verify_checkpoint(path)
+        skipped = []
+        for folder in reversed(self._checkpoints()):  # the newest that verifies
+            try:
+                return folder, verify_checkpoint(folder)
+            except CheckpointError as exc:
+                skipped.append(str(exc))
+                note(f"--resume auto: skipping {folder.name}: {exc}")
+        if skipped:
+            raise CheckpointError(f"--resume auto: no checkpoint in {self.out} verifies: {'; '.join(skipped)}")
+        # none yet: a fresh start, so one command serves a first run, a rerun after a kill,
+        # and each stage of a multi-stage run (distill-task, pipeline)
+        tqdm.write(f"--resume auto: no checkpoint in {self.out} yet, starting from step 0")
+        return None, None
+
+
+def verify_checkpoint(folder: Path) -> dict:
+    """A checkpoint folder's trainer_state.json, once nothing in the folder is damaged.
+
+    Checks trainer_state.json's fields, both tensor files' headers (truncation, lies) and the
+    checksums of checksums.sha256. A CheckpointError names the file. A folder without
+    checksums.sha256 (written before checksums were recorded) is checked by its headers only.
+    """
+    state = _read_state(folder / STATE_FILE)
+    for name in (PARAMS_FILE, OPTIMIZER_FILE):
+        read_header(folder / name)
+    problems = checksum_problems(folder)
+    if problems is None:
+        note(f"{folder} has no checksums.sha256 (written before minibert recorded them): checked by its "
+             f"tensor files' headers only")
+    elif problems:
+        raise CheckpointError("; ".join(problems))
+    return state
 
 
 def _device_scalar(v):
@@ -372,6 +539,14 @@ def _read_state(path: Path) -> dict:
     missing = [key for key in STATE_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: field {missing[0]!r} is missing")
+    for key, kind in {"step": int, "epoch": int, "batch": int, "tokens": int, "total_steps": int, "history": list,
+                      "optimizer": dict, "rng_states": list}.items():
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            expected = "a non-negative integer" if kind is int else f"a JSON {'array' if kind is list else 'object'}"
+            raise CheckpointError(f"{path}: field {key!r} must be {expected}, got {str(value)[:40]!r}")
+    if state["best_metric"] is not None and not isinstance(state["best_metric"], (int, float)):
+        raise CheckpointError(f"{path}: field 'best_metric' must be a number or null, got {state['best_metric']!r}")
     return state
 
 
@@ -397,6 +572,11 @@ def _truncate_log(path: Path, step: int) -> None:
     """On resume, drop log lines written after the checkpoint (they will be written again)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-            and json.loads(line).get("step", 0) <= step]
+    keep = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            if line.strip() and json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, AttributeError):  # a line cut short by a kill
+            note(f"{path}:{i}: not a JSON record (a write cut short?); dropped")
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")

@@ -18,7 +18,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from minibert import settings
-from minibert.flags import from_args
+from minibert.flags import UsageError, from_args
 from minibert.train import build_parser, main, parse_args
 from minibert.trainer import TrainArgs
 
@@ -127,7 +127,7 @@ def test_config_file_and_overrides(tmp_path):
     a = parse_args(["--config", str(tmp_path / "run.json"), "finetune"])
     assert a.epochs == 3 and a.output_dir == "x" and a.save_steps == 200  # the command's own default
     (tmp_path / "bad.json").write_text('{"learning_rate": 3}')
-    with pytest.raises(SystemExit, match="unknown setting 'learning_rate'"):
+    with pytest.raises(UsageError, match="unknown setting 'learning_rate'"):  # the command line exits with 2
         parse_args(["--config", str(tmp_path / "bad.json"), "finetune"])
 
 
@@ -148,6 +148,9 @@ def test_clear_errors_for_bad_setups(tmp_path):
         TrainArgs(batch_size=0)
 
 
-def test_missing_teacher_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="nowhere"):
+def test_missing_teacher_folder_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
         main(["distill-task", "--teacher", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "o")])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err and len(err.strip().splitlines()) == 1
