@@ -45,8 +45,10 @@ def test_committed_notebook_was_executed_in_order_with_quick_settings(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes_without_errors(path, data_dir, tmp_path, monkeypatch):
-    # The kernel inherits the environment: give it the data folder as an absolute path.
+    # The kernel inherits the environment: give it the data folder as an absolute path, and
+    # have every exercise run its reference solution (notebooks/exercises.py).
     monkeypatch.setenv("MINIBERT_DATA", str(data_dir))
+    monkeypatch.setenv("MINIBERT_SOLUTIONS", "1")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})

@@ -1,0 +1,34 @@
+"""Re-execute notebooks top to bottom and write their outputs back (what the committed copies hold).
+
+    MINIBERT_DATA=../shared/data python notebooks/execute.py                  # all of them
+    MINIBERT_DATA=../shared/data python notebooks/execute.py 04_tinybert.ipynb
+
+Runs each on the registered `python3` kernel with its working directory in notebooks/ (as
+Jupyter and tests/test_notebooks.py do), with MINIBERT_SOLUTIONS=1 so every exercise runs its
+reference solution (exercises.py), and stops at the first failing cell.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(names) -> None:
+    data = Path(os.environ.get("MINIBERT_DATA", "../shared/data"))
+    os.environ["MINIBERT_DATA"] = str(data if data.is_absolute() else (Path.cwd() / data).resolve())
+    os.environ["MINIBERT_SOLUTIONS"] = "1"
+    for path in [HERE / n for n in names] or sorted(HERE.glob("*.ipynb")):
+        t0 = time.perf_counter()
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+        nbformat.write(nb, path)
+        print(f"executed {path.name} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
