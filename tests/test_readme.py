@@ -9,7 +9,9 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_python_blocks_run(code, tmp_path, monkeypatch):
+def test_readme_python_blocks_run(code, data_dir, tmp_path, monkeypatch):
+    # a scratch folder as the working directory, so MINIBERT_DATA (relative in CI) must be absolute
+    monkeypatch.setenv("MINIBERT_DATA", str(data_dir))
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(code, str(README), "exec"), namespace)
