@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,12 @@ import pytest
 from minibert import BertConfig, kernels
 
 REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+if str(NOTEBOOKS) not in sys.path:
+    # as the notebooks' setup cell does: exercises.py, gradcheck.py, solutions/ importable
+    sys.path.insert(1, str(NOTEBOOKS))
+# an exercise cell's `answer("nb02", "gelu_tanh_backward", ...)` -> ("nb02", "gelu_tanh_backward")
+ANSWER_CALL = re.compile(r"""answer\(\s*["'](nb0\d)["']\s*,\s*["'](\w+)["']""")
 
 # With GRADCHECK_REPORT=path set, every check appends {"name", "worst_scaled"} to that file
 # (one JSON object per line), so a run can list the worst error per backward.
@@ -36,6 +44,14 @@ def data_dir() -> Path:
     if not (root / "SST-2" / "train.tsv").is_file():
         raise RuntimeError(f"real data not found under {root}: set MINIBERT_DATA to the shared data folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def tok(data_dir):
+    """BERT's uncased WordPiece tokenizer, from the shared data."""
+    from minibert.tokenizer import BertTokenizer
+
+    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibert import BertConfig, BertForSequenceClassification, BertModel
+from minibert import BertForSequenceClassification, BertModel
 from minibert.distill import (CLAMP_THRESHOLD, Distiller, FitDense, attention_loss_backward, attention_loss_forward,
                               hidden_loss_backward, hidden_loss_forward, layer_mapping, prediction_loss_backward,
                               prediction_loss_forward)

@@ -4,9 +4,6 @@ solution and fails with a wrong answer, without executing the notebook.
 The checks and solutions live in notebooks/solutions/ (checks_nb04.py, nb04.py); the notebook
 calls the same check functions, and tests/test_notebooks.py executes it with the solutions.
 """
-import re
-import sys
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -14,13 +11,10 @@ import pytest
 
 import minibert.distill
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-if str(NOTEBOOKS) not in sys.path:
-    sys.path.insert(0, str(NOTEBOOKS))  # as the notebooks' setup cell does: exercises.py, gradcheck.py, solutions/
+from conftest import ANSWER_CALL, NOTEBOOKS  # conftest puts notebooks/ on the path
 
 from solutions import checks_nb04, nb04  # noqa: E402
 
-ANSWER_CALL = re.compile(r"""answer\(\s*["'](nb0\d)["']\s*,\s*["'](\w+)["']""")
 
 
 def test_every_exercise_cell_of_notebook_04_names_an_existing_solution():

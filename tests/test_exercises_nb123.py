@@ -4,10 +4,7 @@ and fails with a wrong answer, without executing the notebooks.
 The checks and solutions live in notebooks/solutions/ (checks_nb0X.py, nb0X.py); the notebooks
 call the same check functions, and tests/test_notebooks.py executes them with the solutions.
 """
-import re
-import sys
 import unittest.mock
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -18,15 +15,12 @@ import minibert.kernels
 from minibert import BertConfig, BertModel
 from minibert.tokenizer import load_vocab
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-if str(NOTEBOOKS) not in sys.path:
-    sys.path.insert(0, str(NOTEBOOKS))  # as the notebooks' setup cell does: exercises.py, gradcheck.py, solutions/
+from conftest import ANSWER_CALL, NOTEBOOKS  # conftest puts notebooks/ on the path
 
 from solutions import checks_nb01, checks_nb02, checks_nb03, nb01, nb02, nb03  # noqa: E402
 
 # ---------------------------------------------------------------------------- the notebooks' cells
 
-ANSWER_CALL = re.compile(r"""answer\(\s*["'](nb0\d)["']\s*,\s*["'](\w+)["']""")
 
 
 def exercises_in(name):

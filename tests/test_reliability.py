@@ -24,7 +24,6 @@ from minibert import data as D
 from minibert.checkpoint import CheckpointError
 from minibert.finetune import classification_step
 from minibert.flags import UsageError, from_args
-from minibert.tokenizer import BertTokenizer
 from minibert.train import parse_args
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
@@ -33,11 +32,6 @@ ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def tok(data_dir):
-    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from minibert.report import results_table
 from minibert.settings import (CorpusSettings, GeneralDistillSettings, ModelSettings, TaskDataSettings,
                                TaskDistillSettings)
 from minibert.specs import build_student, parse_student_spec, student_from_teacher_layers
-from minibert.tokenizer import BertTokenizer
 from minibert.trainer import TrainArgs
-
-
-@pytest.fixture(scope="module")
-def tok(data_dir):
-    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
 
 
 def tiny_classifier(tok, seed=0):

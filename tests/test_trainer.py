@@ -8,18 +8,12 @@ import pytest
 
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
-from minibert.tokenizer import BertTokenizer
 from minibert.checkpoint import CheckpointError
 from minibert.evaluation import predict
 from minibert.finetune import classification_step
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tok(data_dir):
-    return BertTokenizer(data_dir / "bert-base-uncased" / "vocab.txt")
 
 
 @pytest.fixture(scope="module")
