@@ -43,8 +43,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 TINYBERT4 = dict(vocab_size=30522, hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200)
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 MINILM_L6 = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
-# --standin: the same sections on shapes that run in seconds on two CPU cores (the vocabulary
-# covers report.measure_latency's ids, which stop at 2000)
+# --standin: the same sections on shapes that run in seconds on two CPU cores
 TINY = dict(vocab_size=2100, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24)
 
 

@@ -232,9 +232,7 @@ def read_tensors(path, names=None) -> dict[str, np.ndarray]:
 
     Arrays come back in their stored dtype (bit-exact), except BF16, which NumPy lacks: float32.
     """
-    path = Path(path)
-    infos, _, data_start = read_header(path)
-    return dict(_iter_tensors(path, infos, data_start, sorted(infos) if names is None else list(names)))
+    return load_tensors(path, names=names)
 
 
 def load_tensors(path, expected: dict[str, tuple] | None = None, *, names=None) -> dict[str, np.ndarray]:

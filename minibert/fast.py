@@ -396,7 +396,7 @@ def cross_entropy_forward(logits, labels, ignore_index: int = ref.IGNORE_INDEX):
     """Mean of -log softmax(logits)[label] over labelled rows; as `functional.cross_entropy_forward`."""
     if not _fast(logits, labels):
         return ref.cross_entropy_forward(logits, labels, ignore_index)
-    valid, safe, count = ref.check_labels(logits, labels, ignore_index)
+    valid, safe, count, _ = ref.check_labels(logits, labels, ignore_index)  # NumPy labels: checked there
     N, C = logits.shape
     probs, picked = np.empty_like(logits), np.empty(N, np.float64)
 

@@ -11,15 +11,14 @@ is `tinybert.py`) and does not parse flags (`train.py`).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from . import data as D
 from .checkpoint import resolve_model_path
 from .evaluation import evaluate
 from .model import BertForSequenceClassification
+from .report import write_results
 from .settings import ModelSettings, RunOptions, TaskDataSettings
 from .specs import DEFAULT_TEACHER, build_model, build_student, load_tokenizer
 from .trainer import Trainer, TrainArgs, TrainState
@@ -76,7 +75,7 @@ def finetune(model: ModelSettings, data: TaskDataSettings, args: TrainArgs, run:
     summary = {"task": spec.name, "model": model.model, "steps": state.step,
                "wall_s": round(time.perf_counter() - t0, 1),
                "final": state.history[-1] if state.history else {}, "best": state.best_metric}
-    (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(args.output_dir, summary)
     return summary
 
 

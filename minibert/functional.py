@@ -285,25 +285,26 @@ class CrossEntropyCache(NamedTuple):
 
 
 def check_labels(logits, labels, ignore_index: int = IGNORE_INDEX):
-    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of valid rows.
+    """-> valid (N,) bool, safe (N,) labels with ignored rows pointing at class 0, count of
+    valid rows, and `bad`: None, or on the GPU a 0-d bool "some label is outside [0, C)".
 
     Host (NumPy) labels are checked here and a label outside [0, C) raises; count is an int.
     On the GPU a check read back would stop the device at every step, so there count stays a
-    0-d device array and a bad label makes the loss NaN instead (see cross_entropy_forward),
-    which the trainer reports at its next read.
+    0-d device array and a bad label makes the loss NaN instead (cross_entropy_forward), which
+    the trainer reports at its next read.
     """
     xp = get_array_module(logits)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy: logits (N, C) and labels (N,) expected, got {logits.shape} and {labels.shape}")
     valid = labels != ignore_index  # (N,)
     C = logits.shape[1]
+    bad = valid & ((labels < 0) | (labels >= C))  # (N,)
     if xp is np:
-        bad = valid & ((labels < 0) | (labels >= C))
         if bad.any():
             raise ValueError(f"cross_entropy: label outside [0, {C}) (and not {ignore_index}): {labels[bad][:5].tolist()}")
-        return valid, np.where(valid, labels, 0), int(valid.sum())
-    in_range = (labels >= 0) & (labels < C)  # (N,) out-of-range rows read class 0 (their loss is NaN)
-    return valid, xp.where(valid & in_range, labels, 0), valid.sum()
+        return valid, np.where(valid, labels, 0), int(valid.sum()), None
+    # out-of-range rows read class 0; the loss is NaN anyway
+    return valid, xp.where(valid & ~bad, labels, 0), valid.sum(), bad.any()
 
 
 def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
@@ -313,12 +314,11 @@ def cross_entropy_forward(logits, labels, ignore_index: int = IGNORE_INDEX):
     gradient is zero.
     """
     xp = get_array_module(logits)
-    valid, safe, count = check_labels(logits, labels, ignore_index)
+    valid, safe, count, bad = check_labels(logits, labels, ignore_index)
     logp = log_softmax(logits)  # (N, C)
     picked = xp.take_along_axis(logp, safe[:, None], axis=1)[:, 0]  # (N,)
     loss = -(picked * valid).sum() / xp.maximum(count, 1)
-    if xp is not np:  # device labels were not checked (check_labels): a bad one makes the loss NaN
-        bad = (valid & ((labels < 0) | (labels >= logits.shape[1]))).any()  # () on the device
+    if bad is not None:  # device labels, not read back by check_labels: a bad one makes the loss NaN
         loss = xp.where(bad, xp.nan, loss)
     return loss.astype(logits.dtype), CrossEntropyCache(xp.exp(logp), safe, valid, count)
 

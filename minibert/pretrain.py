@@ -11,14 +11,13 @@ NSP pairs) is `data/pretraining.py`; the loop is `trainer.py`; flags are `train.
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from . import data as D
 from .evaluation import evaluate_pretraining
+from .report import write_results
 from .model import BertForPreTraining
 from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions
 from .specs import build_model, load_tokenizer
@@ -71,5 +70,5 @@ def pretrain(model: ModelSettings, corpus: CorpusSettings, masking: MaskingSetti
                     lambda: evaluate_pretraining(net, held), lambda folder: net.save_pretrained(folder, tokenizer=tok),
                     device=run.device).train(resume=run.resume)
     summary = {"model": model.model, "params": net.num_parameters(), "steps": state.step, "history": state.history}
-    (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(args.output_dir, summary)
     return summary

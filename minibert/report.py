@@ -21,9 +21,13 @@ from .evaluation import evaluate
 
 
 def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, vocab: int = 1000, seed: int = 0) -> float:
-    """Median forward time in milliseconds of a (batch_size, seq_len) batch in eval mode."""
+    """Median forward time in milliseconds of a (batch_size, seq_len) batch in eval mode.
+
+    Ids are `vocab` consecutive ids from 1000 (past BERT's [unused] and special tokens), or
+    from 0 for a vocabulary too small for that."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 1000 + vocab, size=(batch_size, seq_len)).astype(np.int32)  # (B, T)
+    lo = max(0, min(1000, model.config.vocab_size - vocab))
+    ids = rng.integers(lo, lo + min(vocab, model.config.vocab_size), size=(batch_size, seq_len)).astype(np.int32)
     was = model.training
     model.eval()
     model(ids)  # warm-up: first-call allocations and thread start-up are not the model's speed

@@ -63,6 +63,25 @@ def restore_kernels():
         setattr(kernels, name, kernel)
 
 
+class HostReads(np.ndarray):
+    """An array that counts reads back to the host (float(), .item(), bool()): on CuPy each is a
+    device synchronisation, so tests assert how many a step makes. `arr.view(HostReads)`."""
+
+    reads = 0
+
+    def __float__(self):
+        HostReads.reads += 1
+        return float(self.view(np.ndarray))
+
+    def item(self, *args):
+        HostReads.reads += 1
+        return self.view(np.ndarray).item(*args)
+
+    def __bool__(self):
+        HostReads.reads += 1
+        return bool(self.view(np.ndarray))
+
+
 # ------------------------------------------------------------------ small models, batches
 
 

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import HostReads
 from minibert.optim import (
     SCHEDULES,
     AdamW,
@@ -341,24 +342,6 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
     copy = {n: g.copy() for n, g in grads.items()}
     clip_grad_norm(grads, 1.0)
     assert all(np.array_equal(grads[n], copy[n]) for n in grads)
-
-
-class HostReads(np.ndarray):
-    """A gradient that counts reads back to the host (float(), .item(), bool())."""
-
-    reads = 0
-
-    def __float__(self):
-        HostReads.reads += 1
-        return float(self.view(np.ndarray))
-
-    def item(self, *args):
-        HostReads.reads += 1
-        return self.view(np.ndarray).item(*args)
-
-    def __bool__(self):
-        HostReads.reads += 1
-        return bool(self.view(np.ndarray))
 
 
 def test_clipping_never_reads_back_to_the_host():

@@ -11,7 +11,7 @@ from minibert import tinybert as T
 from minibert.checkpoint import FIT_DENSE_NAME, CheckpointError, CheckpointWarning
 from minibert.distill import Distiller
 from minibert.finetune import finetune
-from minibert.report import results_table
+from minibert.report import measure_latency, results_table
 from minibert.settings import (CorpusSettings, GeneralDistillSettings, ModelSettings, TaskDataSettings,
                                TaskDistillSettings)
 from minibert.specs import build_student, parse_student_spec, student_from_teacher_layers
@@ -145,3 +145,11 @@ def test_pipeline_writes_results_and_table(tmp_path):
     table = results_table(results)
     assert table.splitlines()[2].startswith("teacher") and table.splitlines()[3].startswith("student")
     assert (Path(results["student_folder"]) / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("vocab_size", [30, 1500, 30522])
+def test_latency_ids_stay_inside_the_vocabulary(vocab_size):
+    """measure_latency feeds ids the model has, whatever its vocabulary size (else: a ValueError)."""
+    cfg = BertConfig(vocab_size=vocab_size, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=8, max_position_embeddings=16)
+    assert measure_latency(BertModel(cfg), 2, 16, repeats=1) > 0

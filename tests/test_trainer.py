@@ -11,6 +11,7 @@ from minibert import data as D
 from minibert.checkpoint import CheckpointError
 from minibert.evaluation import predict
 from minibert.finetune import classification_step
+from conftest import HostReads
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,24 +90,6 @@ def test_non_finite_loss_stops_and_names_the_interval(tok, sst2, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
 
 
-class CountedLoss(np.ndarray):
-    """A 0-d loss that counts how often the host reads it (float(), .item(), bool())."""
-
-    reads = 0
-
-    def __float__(self):
-        CountedLoss.reads += 1
-        return float(self.view(np.ndarray))
-
-    def item(self, *args):
-        CountedLoss.reads += 1
-        return self.view(np.ndarray).item(*args)
-
-    def __bool__(self):
-        CountedLoss.reads += 1
-        return bool(self.view(np.ndarray))
-
-
 @pytest.mark.parametrize("clip", ["global", "per_tensor"])
 def test_losses_are_read_only_at_log_steps(tok, sst2, tmp_path, clip):
     train, _ = sst2
@@ -114,15 +97,15 @@ def test_losses_are_read_only_at_log_steps(tok, sst2, tmp_path, clip):
     step = classification_step(model)
 
     def counted(batch, scale):
-        return {"loss": np.asarray(step(batch, scale)["loss"]).view(CountedLoss)}
+        return {"loss": np.asarray(step(batch, scale)["loss"]).view(HostReads)}
 
     n, every = 12, 4
-    CountedLoss.reads = 0
+    HostReads.reads = 0
     args = TrainArgs(output_dir=str(tmp_path), max_steps=n, log_steps=every, clip=clip, progress=False)
     Trainer(args, {"": model}, D.Batcher(train, 8, seed=0), counted).train()
     logs = n // every
     # per log step: the interval's sum (the NaN check) and the logged value; never once per step
-    assert CountedLoss.reads == 2 * logs, CountedLoss.reads
+    assert HostReads.reads == 2 * logs, HostReads.reads
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [4, 8, 12]
     assert all(isinstance(r["loss"], float) for r in records)
