@@ -40,6 +40,13 @@ SHAPES = {
     "2x384 (teacher:0,5)": {**TEACHER, "num_hidden_layers": 2},
     "4x312 (tinybert-4)": dict(hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200),
     "3x312 (tinybert-3)": dict(hidden_size=312, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1200),
+    # narrower than the teacher, fewer heads: only MiniLMv2's relations (distill --method minilmv2) can teach them
+    "4x256, 4 heads": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "3x256, 4 heads": dict(hidden_size=256, num_hidden_layers=3, num_attention_heads=4, intermediate_size=1024),
+    "4x192, 3 heads (narrow-4x192)": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
+                                          intermediate_size=768),
+    "3x192, 3 heads (narrow-3x192)": dict(hidden_size=192, num_hidden_layers=3, num_attention_heads=3,
+                                          intermediate_size=768),
 }
 
 

@@ -6,6 +6,11 @@ holds the same relative paths, e.g. ../shared/data) or downloaded; either way it
 must equal the pinned one before it is written (atomically) under `--out` (default: this
 `data/` folder, whose sub-folders are git-ignored). A file already there with the right
 checksum is left alone.
+
+Where only a file's archive has a published checksum (GLUE's MNLI, QQP and QNLI zips), the
+archive's SHA-256 is pinned on its `Source` and checked before a member is read; the file
+itself then has no pin (`DataFile.sha256` None): a download is verified through its archive,
+and a copy from `--from` is written with its SHA-256 printed and a note that it is unverified.
 """
 from __future__ import annotations
 
@@ -25,10 +30,12 @@ DATA_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Source:
-    """A download location: a file URL, or a member of a zip archive at `url`."""
+    """A download location: a file URL, or a member of a zip archive at `url` (whose SHA-256,
+    when pinned, is checked before the member is read)."""
 
     url: str
     member: str | None = None
+    sha256: str | None = None
 
     def __str__(self) -> str:
         return f"{self.url} [{self.member}]" if self.member else self.url
@@ -40,10 +47,11 @@ class DataFile:
 
     Sources are tried in order until one gives the pinned bytes (the first is the canonical
     public source; later ones are the exact snapshots the pinned checksums were taken from).
+    sha256 None: only the source archives are pinned (see the module docstring).
     """
 
     path: str
-    sha256: str
+    sha256: str | None
     sources: tuple
 
 
@@ -84,12 +92,17 @@ def _obtain_by_download(f: DataFile, timeout: float, cache: dict) -> tuple[bytes
                 print(f"  downloading {source.url}", flush=True)
                 cache[source.url] = _download(source.url, timeout)
             data = cache[source.url]
+            if source.sha256 is not None and sha256_hex(data) != source.sha256:
+                raise PrepareError(f"checksum mismatch for {source.url}: expected sha256 {source.sha256}, got "
+                                   f"{sha256_hex(data)}")
             if source.member:
                 data = _zip_member(data, source.member, source.url)
         except PrepareError as exc:
             problems.append(str(exc))
             continue
         got = sha256_hex(data)
+        if f.sha256 is None and source.sha256 is not None:
+            return data, f"{source} (archive sha256 verified)"
         if got == f.sha256:
             return data, str(source)
         problems.append(f"checksum mismatch for {source}: expected sha256 {f.sha256}, got {got}")
@@ -102,6 +115,8 @@ def _obtain_by_copy(f: DataFile, from_dir: Path) -> tuple[bytes, str]:
         raise PrepareError(f"{f.path}: not found in --from folder (looked for {src})")
     data = src.read_bytes()
     got = sha256_hex(data)
+    if f.sha256 is None:  # only its archive is pinned: copied as it is, said so
+        return data, f"{src} (NOT verified: only its archive's sha256 is pinned; this file's is {got})"
     if got != f.sha256:
         raise PrepareError(
             f"checksum mismatch for {src}: expected sha256 {f.sha256}, got {got} "
@@ -122,8 +137,12 @@ def _write_atomically(dest: Path, data: bytes) -> None:
         raise
 
 
-def build_parser(description: str, files: list[DataFile]) -> argparse.ArgumentParser:
-    listing = "\n".join(f"  {f.path}\n      sha256 {f.sha256}\n      from   {f.sources[0]}" for f in files)
+def _pin(f: DataFile) -> str:
+    return f.sha256 or f"(of its archive) {f.sources[0].sha256}"
+
+
+def build_parser(description: str, files: list[DataFile], groups: bool = False) -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {f.path}\n      sha256 {_pin(f)}\n      from   {f.sources[0]}" for f in files)
     parser = argparse.ArgumentParser(
         description=description,
         epilog=(
@@ -141,19 +160,38 @@ def build_parser(description: str, files: list[DataFile]) -> argparse.ArgumentPa
         help=f"output folder (default: {DATA_DIR}, i.e. this data/ folder)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per download (default 60)")
+    if groups:
+        folders = list(dict.fromkeys(f.path.split("/")[0] for f in files))  # in the files' order
+        parser.add_argument("--only", nargs="+", metavar="FOLDER", type=lambda name: _folder(name, folders),
+                            help=f"only these folders (default: all): {', '.join(folders)}")
     return parser
 
 
-def main(files: list[DataFile], description: str, argv=None) -> int:
-    """Obtain, verify and write every file; print one line per file; return the exit status."""
-    args = build_parser(description, files).parse_args(argv)
+def _folder(name: str, folders: list[str]) -> str:
+    """A folder name of --only, case-insensitively ('mnli' -> 'MNLI')."""
+    for folder in folders:
+        if folder.lower() == name.lower():
+            return folder
+    raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(folders)}")
+
+
+def main(files: list[DataFile], description: str, argv=None, groups: bool = False) -> int:
+    """Obtain, verify and write every file; print one line per file; return the exit status.
+
+    groups: add `--only FOLDER ...`, which keeps the files under those top-level folders."""
+    args = build_parser(description, files, groups).parse_args(argv)
     if args.from_dir is not None and not args.from_dir.is_dir():
         print(f"error: --from folder {args.from_dir} does not exist", file=sys.stderr)
         return 1
+    if getattr(args, "only", None):
+        files = [f for f in files if f.path.split("/")[0] in args.only]
     cache: dict = {}
     failures = 0
     for f in files:
         dest = args.out / f.path
+        if dest.is_file() and f.sha256 is None:
+            print(f"ok      {dest} (already present; only its archive's sha256 is pinned)")
+            continue
         if dest.is_file() and sha256_hex(dest.read_bytes()) == f.sha256:
             print(f"ok      {dest} (already present, sha256 verified)")
             continue
@@ -167,7 +205,7 @@ def main(files: list[DataFile], description: str, argv=None) -> int:
             failures += 1
             continue
         _write_atomically(dest, data)
-        print(f"wrote   {dest} ({len(data):,} bytes, sha256 verified) from {origin}")
+        print(f"wrote   {dest} ({len(data):,} bytes{', sha256 verified' if f.sha256 else ''}) from {origin}")
     if failures:
         print(f"error: {failures} of {len(files)} file(s) failed", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 from .checkpoint import teacher_path
 from .config import PRESETS, BertConfig
 from .distill import Distiller
+from .inference import TextClassifier
 from .model import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel,
                     BertOutput)
 from .tokenizer import BertTokenizer
@@ -9,4 +10,5 @@ from .tokenizer import BertTokenizer
 __version__ = "0.1.0"
 
 __all__ = ["BertConfig", "PRESETS", "BertModel", "BertForMaskedLM", "BertForPreTraining",
-           "BertForSequenceClassification", "BertOutput", "BertTokenizer", "Distiller", "teacher_path"]
+           "BertForSequenceClassification", "BertOutput", "BertTokenizer", "Distiller", "TextClassifier",
+           "teacher_path"]

@@ -70,6 +70,9 @@ uncased BERT.
 """
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import os
 import re
 import tempfile
@@ -80,7 +83,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backend import to_numpy
-from .data import TaskSpec, get_task
+from .data import Columns, TaskSpec, get_task, read_table, resolve_columns, table_rows
 from .functional import IGNORE_INDEX
 from .tokenizer import BasicTokenizer
 
@@ -479,20 +482,54 @@ class Augmenter:
 
 
 # ---------------------------------------------------------------------------------------
-# Whole GLUE files
+# Whole files: a GLUE task's train.tsv, or your own CSV / TSV / JSON Lines
 # ---------------------------------------------------------------------------------------
+
+def _augmented_rows(rows: list, text_keys: list, augmenter: Augmenter, progress: bool) -> Iterator:
+    """Each row as it is, then copies with one text (row[key]) replaced by each of its augmentations.
+
+    For one text a row gives ``augment(text)``: the original row, then up to N new ones. For
+    a pair the first text is augmented with the second kept original, then the second with
+    the first kept original; the original row comes once (at most 2N + 1 rows).
+    """
+    texts = (row[key].strip() for row in rows for key in text_keys)  # the order augmentations come back in
+    augmented = augmenter.iter_augment(texts, progress=progress, total=len(rows) * len(text_keys))
+    for row in rows:
+        for j, key in enumerate(text_keys):
+            sentences = next(augmented)
+            if j == 0:
+                yield row  # the original row, exactly as read
+            for sentence in sentences[1:]:
+                new_row = copy.copy(row)
+                new_row[key] = sentence
+                yield new_row
+
+
+def _write_lines(out_path: Path, lines: Iterable[str]) -> int:
+    """Write lines to a temporary name and rename it to out_path (never half-written); the count."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    written = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for line in lines:
+                f.write(line + "\n")
+                written += 1
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return written
+
 
 def augment_tsv(task: str | TaskSpec, in_path, out_path, augmenter: Augmenter, max_examples: int | None = None,
                 progress: bool = True) -> int:
     """Augment a GLUE ``train.tsv`` into ``out_path`` (e.g. ``train_aug.tsv``); return the rows written.
 
-    Every row is copied with one text column replaced by each of its augmentations; all
-    other columns (label included) are copied as they are. The header, if the task has
-    one, is copied (without a UTF-8 byte-order mark). For a single-sentence task a row
-    gives ``augment(text)``: the original row, then up to N new ones. For a pair task the
-    first sentence is augmented with the second kept original, then the second with the
-    first kept original; the original row is written once (at most 2N + 1 rows). The file
-    is written to a temporary name and renamed, so ``out_path`` is never half-written.
+    Every row is copied with one text column replaced by each of its augmentations (see
+    ``_augmented_rows``); all other columns (label included) are copied as they are. The
+    header, if the task has one, is copied (without a UTF-8 byte-order mark). The file is
+    written to a temporary name and renamed, so ``out_path`` is never half-written.
     ``max_examples`` augments only the first that many data rows.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
@@ -508,11 +545,11 @@ def augment_tsv(task: str | TaskSpec, in_path, out_path, augmenter: Augmenter, m
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     lines = [line.rstrip("\r") for line in lines]
-    header = None
+    header = []
     if spec.header:
         if not lines:
             raise ValueError(f"{in_path}: file is empty (expected a header)")
-        header, lines = lines[0], lines[1:]
+        header, lines = lines[:1], lines[1:]
     first_lineno = 2 if spec.header else 1
     rows = []
     for lineno, line in enumerate(lines, start=first_lineno):
@@ -526,29 +563,29 @@ def augment_tsv(task: str | TaskSpec, in_path, out_path, augmenter: Augmenter, m
         rows.append(fields)
         if max_examples is not None and len(rows) >= max_examples:
             break
+    out_rows = ("\t".join(row) for row in _augmented_rows(rows, text_cols, augmenter, progress))
+    return _write_lines(out_path, itertools.chain(header, out_rows)) - len(header)
 
-    texts = (row[c].strip() for row in rows for c in text_cols)  # the order augmentations come back in
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    written = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            if header is not None:
-                f.write(header + "\n")
-            augmented = augmenter.iter_augment(texts, progress=progress, total=len(rows) * len(text_cols))
-            for row in rows:
-                for j, col in enumerate(text_cols):
-                    sentences = next(augmented)
-                    if j == 0:
-                        f.write("\t".join(row) + "\n")  # the original row, exactly as read
-                        written += 1
-                    for sentence in sentences[1:]:
-                        new_row = list(row)
-                        new_row[col] = sentence
-                        f.write("\t".join(new_row) + "\n")
-                        written += 1
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return written
+
+def augment_table(in_path, out_path, augmenter: Augmenter, columns: Columns = Columns(),
+                  max_examples: int | None = None, progress: bool = True) -> int:
+    """Augment your own training file (.csv, .tsv with a header, .jsonl) into ``out_path``, a
+    JSON Lines file (e.g. ``train_aug.jsonl``) of the same columns; return the rows written.
+
+    ``columns`` names the text(s) and label as for training (``data.files``), so the output
+    is read back with the same flags. Each row keeps all its columns; texts are replaced as in
+    ``augment_tsv``. Written atomically; ``max_examples`` augments only the first rows.
+    """
+    table = read_table(in_path)
+    text, pair, label = resolve_columns(table, columns)
+    checked = table_rows(table, text, pair, label)  # every row has its texts and label (file:line errors)
+    rows = []
+    for (_, record), row in zip(table.rows[:max_examples], checked):
+        record = dict(record)
+        record[text] = row.text_a  # the texts as strings, stripped
+        if pair:
+            record[pair] = row.text_b
+        rows.append(record)
+    keys = [text] + ([pair] if pair else [])
+    lines = (json.dumps(row, ensure_ascii=False) for row in _augmented_rows(rows, keys, augmenter, progress))
+    return _write_lines(Path(out_path), lines)

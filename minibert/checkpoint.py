@@ -334,9 +334,8 @@ def from_pretrained(cls, name_or_folder, *, dtype=np.float32, **kwargs):
     for BertModel). BertForSequenceClassification: `num_labels` when given, else the
     length of config.json's `id2label` (or its `num_labels`), else 2; a checkpoint whose
     classifier has another size then fails the shape check. Weights are cast to `dtype`
-    (float32 by default, whatever the file stores). The model comes back in training mode,
-    like a freshly built one (transformers would call eval()); call `model.eval()` to
-    switch dropout off.
+    (float32 by default, whatever the file stores). The model comes back as built (training
+    mode); `PreTrainedModel.from_pretrained`, the public door, switches it to eval mode.
     """
     arch = architecture(cls) if isinstance(cls, type) else None
     if arch is None:

@@ -4,6 +4,12 @@ A config read from a Hugging Face `config.json` builds the same model here as th
 config we write is one `transformers.BertConfig` reads back. Validation happens at
 construction, so a bad field fails with its name before any array is allocated.
 
+A classifier's outputs are named as in transformers: `id2label` ({0: "negative", ...}),
+`label2id` (its inverse) and `problem_type` ("regression" for one float output). They live
+in `extra`, the fields a config carries for transformers' sake, and `set_labels` /
+`label_names` read and write them, so a saved folder tells every later command (and
+transformers' `pipeline`) what each output means.
+
 Not here: reading and writing config.json inside a model folder, with the checks a
 checkpoint needs (`checkpoint.load_config`); the settings of a training run
 (`settings.py`, `trainer.TrainArgs`).
@@ -14,7 +20,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 
@@ -25,6 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 3 x 312: the depth the 6-layer MiniLM teacher maps onto uniformly (g(m) = 2m)
     "tinybert-3": dict(hidden_size=312, num_hidden_layers=3, num_attention_heads=12, intermediate_size=1200),
     "tinybert-6": dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
+    # half the MiniLM teacher's width, a quarter of its heads: only MiniLMv2's relations can teach them
+    "narrow-4x192": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768),
+    "narrow-3x192": dict(hidden_size=192, num_hidden_layers=3, num_attention_heads=3, intermediate_size=768),
     # 3 layers x 48 wide with the MiniLM teacher's 12 heads: a student for tests and demos
     "tiny-3": dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=12, intermediate_size=96),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
@@ -80,6 +89,38 @@ class BertConfig:
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    # -- what a classifier's outputs mean (transformers' PretrainedConfig fields, kept in `extra`) --
+
+    @property
+    def problem_type(self) -> str | None:
+        """transformers' problem_type: "regression", "single_label_classification", ... or None."""
+        return self.extra.get("problem_type")
+
+    def label_names(self, num_labels: int) -> list[str]:
+        """The names of a classifier's `num_labels` outputs, in id order: config.json's
+        `id2label` when it names exactly ids 0..num_labels-1, else transformers' defaults
+        LABEL_0, LABEL_1, ..."""
+        id2label = self.extra.get("id2label")
+        if isinstance(id2label, dict) and sorted(map(str, id2label)) == sorted(map(str, range(num_labels))):
+            return [str(id2label.get(str(i), id2label.get(i))) for i in range(num_labels)]
+        return [f"LABEL_{i}" for i in range(num_labels)]
+
+    def set_labels(self, names: Sequence[str] | None) -> None:
+        """Name a classifier's outputs: id2label {i: names[i]} and label2id, as transformers
+        writes them; None: a regression (one output, problem_type "regression", LABEL_0).
+
+        Raises ValueError for fewer than two names or a name given twice.
+        """
+        if names is None:
+            self.extra.update(problem_type="regression", id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+            return
+        names = [str(n) for n in names]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"a classifier's label names must be two or more distinct strings, got {names}")
+        self.extra.pop("problem_type", None)  # a classification: transformers infers it from the labels' dtype
+        self.extra["id2label"] = {str(i): name for i, name in enumerate(names)}
+        self.extra["label2id"] = {name: i for i, name in enumerate(names)}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "BertConfig":

@@ -1,48 +1,44 @@
-"""TinyBERT distillation: layer mapping, the `fit_dense` projection, and the four losses.
+"""Distillation: the layer mapping, TinyBERT's `fit_dense`, the loss table, methods, and the Distiller.
 
-Jiao et al., *TinyBERT* (Findings of EMNLP 2020), distil a teacher with N layers into a
-student with M layers through four losses. With g the layer mapping, S the student, T the
-teacher (a constant: no gradient ever reaches it):
+A *method* names, for each stage, the losses it minimises; a *loss* is one row of the table
+(`LOSSES`): which student output it reads and sends gradients to, which teacher output it
+compares with, and its kernel pair (`distill_losses.py`, where each method's equations are).
 
-    embedding   L_emb  = MSE(E_S W + b, E_T)                       (student hidden index 0)
-    hidden      L_hid  = sum_{m=1..M} MSE(H_S^m W + b, H_T^{g(m)})
-    attention   L_att  = sum_{m=1..M} (1/h) sum_heads MSE(A_S^m, A_T^{g(m)})
-    prediction  L_pred = -sum_c softmax(z_T / t)_c log softmax(z_S / t)_c
+    method      general (stage 1)    intermediate (2a)    prediction (2b)
+    tinybert    att + hid + emb      att + hid + emb      pred
+    kd          -                    -                    kd (+ hard)
+    distilbert  cos                  -                    kd (+ hard) + cos
+    pkd         -                    -                    kd (+ hard) + pt
+    minilm      att_kl + vr          att_kl + vr          pred
+    minilmv2    qq + kk + vv         qq + kk + vv         pred
 
-General distillation and the first step of task distillation minimise L_att + L_hid + L_emb;
-the second step of task distillation minimises L_pred alone (all weights 1 in the reference).
+Stage 1 reads a pre-trained teacher on unlabelled text; 2a and 2b a fine-tuned teacher on
+the task. Methods whose papers are one objective (kd, distilbert, pkd) have no stage 2a;
+those that distil intermediate layers (TinyBERT, MiniLM, MiniLMv2) hand over to TinyBERT's
+soft cross-entropy for 2b. kd and pkd distil a fine-tuned teacher's logits, so they have no
+stage 1; DistilBERT's stage 1 is its cosine loss alone (its masked-LM terms need a teacher
+with an MLM head, which MiniLM-L6 is not shipped with).
 
-What follows the authors' released code rather than the paper (see the project's
-shared/docs/tinybert-reference.md §1.2-1.3), re-derived here:
-- A is the attention *score* (pre-softmax, scaled, additive mask included), and both score
-  tensors go through the clamp where(x <= -100, 0, x) before the MSE. Padded keys (about
-  -10000) so become exact zeros on both sides and add nothing; padded *query* rows are not
-  masked and count, as does the full divisor B*NH*T*T.
-- W, b is ONE shared Linear d_S -> d_T ("fit_dense") applied to every student hidden state,
-  the embedding output included; the paper's separate W_e / W_h, or v2 checkpoints'
-  per-layer `fit_denses.{i}`, are available with `shared=False`. The projection runs even
-  when d_S == d_T (a maintainer said so in the reference's issue #44).
-- MSE is the mean over every element, padded positions included.
+Which layers: TinyBERT pairs student layer m with teacher layer g(m) (`layer_mapping`);
+Patient KD pairs student layers 1..M-1 the same way, its "skip" strategy being the uniform
+mapping and "last" the top one; DistilBERT and MiniLM pair the last layers; MiniLMv2 pairs
+the student's last layer with a chosen teacher layer (`relation_layer`, default the last).
 
-Choices of ours, where the code and the paper differ:
-- Prediction loss reduction "batchmean" (sum over classes, mean over the batch): it is the
-  textbook soft cross-entropy, its value is a per-example cross-entropy one can read, and its
-  scale does not change with the number of classes. The code's mean over B*C is exactly 1/C of
-  it and is available as `reduction="mean"`; under Adam a constant factor mostly cancels (only
-  epsilon and gradient clipping see it), so the choice hardly moves training. Temperature on
-  both sides (the code; the maintainers called the paper's student-only t a typo), no t^2.
-- Regression heads (one output) distil with MSE against the *teacher's* logits, as the
-  paper and the maintainers (reference issue #128) say; the code's MSE against gold labels
-  is a bug.
+TinyBERT's projection, after the authors' released code (the project's
+shared/docs/tinybert-reference.md, section 1.1): W, b is ONE shared Linear d_S -> d_T
+("fit_dense") applied to every student hidden state, the embedding output included; the
+paper's separate W_e / W_h, or v2 checkpoints' per-layer `fit_denses.{i}`, are available with
+`shared=False`. It runs even when d_S == d_T (a maintainer said so in the reference's #44).
 
-How a stage picks its losses: the loss table at the end of this file (`LOSSES`, and
-`STAGE_LOSSES` for the stages); a new loss is one entry there plus its kernel pair.
+A new loss is one `DistillLoss` entry in `LOSSES`, its kernel pair in `distill_losses.py`
+and a gradient check; a new method is one entry in `METHODS`. The Distiller needs no change.
 
-Not here: the distillation *runs* (stages, students, data, the trainer: `tinybert.py`); the
-generic losses a head uses (`functional.py`'s kernels, `losses.py`'s modules).
+Not here: the kernels (`distill_losses.py`, and `functional.py` for the general ones); the
+distillation *runs* (stages, students, data, the trainer: `tinybert.py`); the teacher outputs
+kept across epochs (`teacher_cache.py`).
 
-Shapes: B batch, T sequence, NH heads, d_S / d_T student / teacher hidden size, C classes,
-M / N student / teacher layers.
+Shapes: B batch, T sequence, NH heads, HS head size, d_S / d_T student / teacher hidden
+size, C classes, M / N student / teacher layers.
 """
 from __future__ import annotations
 
@@ -52,12 +48,13 @@ import numpy as np
 
 from .backend import get_array_module
 from .config import BertConfig
-from . import kernels as K
+from .distill_losses import (CLAMP_THRESHOLD, attention_kl_loss_backward, attention_kl_loss_forward,  # noqa: F401
+                             attention_loss_backward, attention_loss_forward, hard_loss_backward, hard_loss_forward,
+                             hidden_cosine_loss_backward, hidden_cosine_loss_forward, hidden_loss_backward,
+                             hidden_loss_forward, kd_loss_backward, kd_loss_forward, pkd_loss_backward,
+                             pkd_loss_forward, prediction_loss_backward, prediction_loss_forward,
+                             relation_kl_loss_backward, relation_kl_loss_forward)
 from .nn import Linear, Module
-
-# Scores at or below this are treated as masked and zeroed on both sides (the reference's
-# rule). Masked keys carry -10000 (or finfo.min in newer transformers), real scores are O(10).
-CLAMP_THRESHOLD = -100.0
 
 MAPPING_STRATEGIES = ("uniform", "top", "bottom")
 
@@ -173,154 +170,146 @@ class FitDense(Module):
         return list(dx)
 
 
-# ------------------------------------------------------------------------------ losses
-
-
-class AttentionLossCache(NamedTuple):
-    kept_diffs: list  # M x (B, NH, T, T): (clamp(S_S) - clamp(S_T)) where S_S > threshold, else 0
-
-
-def attention_loss_forward(student_scores, teacher_scores, mapping, threshold: float = CLAMP_THRESHOLD):
-    """L_att = sum_{m=1..M} mean over (B, NH, T, T) of (clamp(S_S^m) - clamp(S_T^{g(m)}))^2.
-
-    The paper's per-layer term (1/h) sum_i MSE(A_i^S, A_i^T) equals one MSE over the whole
-    4-D tensor (a mean over heads of equal-sized per-head means). clamp(x) = where(x <= -100,
-    0, x) on both sides, so masked keys drop out; padded query rows stay in, divisor B*NH*T*T.
-
-    student_scores: M x (B, NH, T, T); teacher_scores: N x (B, NH, T, T), the models'
-    `attention_scores`; mapping: M teacher layers g(m), 1-based (from `layer_mapping`).
-    Returns (0-d loss, cache).
-    """
-    if len(student_scores) != len(mapping):
-        raise ValueError(f"attention_loss: {len(student_scores)} student layers but the mapping has {len(mapping)} entries")
-    if max(mapping) > len(teacher_scores) or min(mapping) < 1:
-        raise ValueError(f"attention_loss: mapping {mapping} points outside the teacher's {len(teacher_scores)} layers")
-    loss, kept_diffs = None, []
-    for m, g in enumerate(mapping):
-        s, t = student_scores[m], teacher_scores[g - 1]  # (B, NH, T, T) each
-        if s.shape != t.shape:
-            raise ValueError(f"attention_loss: student layer {m + 1} scores {s.shape} and teacher layer {g} scores "
-                             f"{t.shape} differ; the attention loss needs the same batch, sequence and number "
-                             f"of heads (B, NH, T, T)")
-        xp = get_array_module(s)
-        zero, thr = s.dtype.type(0), s.dtype.type(threshold)
-        keep = s > thr  # (B, NH, T, T) False at clamped student entries
-        s_c = xp.where(keep, s, zero)  # (B, NH, T, T) clamp(S_S)
-        t_c = xp.where(t > thr, t, zero).astype(s.dtype, copy=False)  # (B, NH, T, T) clamp(S_T), a constant
-        diff = s_c - t_c  # (B, NH, T, T)
-        term = (diff * diff).mean()
-        loss = term if loss is None else loss + term
-        # where() passes no gradient to the entries it replaced by 0
-        kept_diffs.append(xp.where(keep, diff, zero))  # (B, NH, T, T)
-    return loss, AttentionLossCache(kept_diffs)
-
-
-def attention_loss_backward(dloss, cache: AttentionLossCache):
-    """dS_S^m = dloss * 2 / (B*NH*T*T) * (clamp(S_S) - clamp(S_T)) * 1[S_S > -100], per layer m."""
-    return [d * d.dtype.type(2.0 * dloss / d.size) for d in cache.kept_diffs]
-
-
-class HiddenLossCache(NamedTuple):
-    indices: list  # the student state index m of each pair
-    mse_caches: list  # one mse cache per pair
-    num_states: int  # M+1
-
-
-def hidden_loss_forward(student_projected, teacher_hidden, pairs):
-    """sum over (m, n) in pairs of MSE(fit_dense(H_S^m), H_T^n), each a mean over B*T*d_T.
-
-    The embedding loss L_emb is the pair (0, 0); the hidden loss L_hid the pairs (m, g(m)) for
-    m = 1..M (the reference's rep_loss is their sum). Padding is included in every mean.
-
-    student_projected: M+1 x (B, T, d_T), the student's hidden states after `FitDense`;
-    teacher_hidden: N+1 x (B, T, d_T); pairs: (student index, teacher index), 0 = embeddings.
-    Returns (0-d loss, cache).
-    """
-    loss, caches = None, []
-    for m, n in pairs:
-        if not (0 <= m < len(student_projected) and 0 <= n < len(teacher_hidden)):
-            raise ValueError(f"hidden_loss: pair ({m}, {n}) points outside the student's {len(student_projected)} "
-                             f"or the teacher's {len(teacher_hidden)} hidden states")
-        s, t = student_projected[m], teacher_hidden[n]  # (B, T, d_T) each
-        if s.shape != t.shape:
-            raise ValueError(f"hidden_loss: projected student state {m} {s.shape} and teacher state {n} {t.shape} "
-                             f"differ (is fit_dense's output size the teacher's hidden size?)")
-        term, cache = K.mse_forward(s, t.astype(s.dtype, copy=False))
-        loss = term if loss is None else loss + term
-        caches.append(cache)
-    return loss, HiddenLossCache([m for m, _ in pairs], caches, len(student_projected))
-
-
-def hidden_loss_backward(dloss, cache: HiddenLossCache):
-    """-> M+1 gradients on the projected states: 2 dloss (Y_m - H_T^n) / (B*T*d_T) at each pair's
-    student state m, None at states no pair reads."""
-    grads = [None] * cache.num_states
-    for m, c in zip(cache.indices, cache.mse_caches):
-        grads[m] = K.mse_backward(float(dloss), c)  # (B, T, d_T)
-    return grads
-
-
-class PredictionLossCache(NamedTuple):
-    kind: str  # "soft_ce" or "mse"
-    cache: object
-
-
-def prediction_loss_forward(student_logits, teacher_logits, temperature: float = 1.0, reduction: str = "batchmean"):
-    """L_pred: the soft cross-entropy -sum_c softmax(z_T/t)_c log softmax(z_S/t)_c.
-
-    student_logits, teacher_logits (B, C). The temperature divides both sides (the reference
-    code; a maintainer called the paper's student-only t a typo); no t^2 factor.
-    reduction "batchmean" (default) divides the sum by B, the textbook soft cross-entropy whose
-    size does not depend on C; "mean" divides by B*C as the reference code does (1/C of it).
-    Regression (C == 1): MSE(z_S, z_T) over the batch, against the teacher's output as in the
-    paper (the reference code's MSE against gold labels is a confirmed bug); the temperature
-    and reduction do not apply there. Returns (0-d loss, cache).
-    """
-    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"prediction_loss: student and teacher logits must both be (B, C), got "
-                         f"{student_logits.shape} and {teacher_logits.shape}")
-    teacher_logits = teacher_logits.astype(student_logits.dtype, copy=False)
-    if student_logits.shape[1] == 1:
-        loss, cache = K.mse_forward(student_logits, teacher_logits)
-        return loss, PredictionLossCache("mse", cache)
-    loss, cache = K.soft_cross_entropy_forward(student_logits, teacher_logits, temperature, reduction)
-    return loss, PredictionLossCache("soft_ce", cache)
-
-
-def prediction_loss_backward(dloss, cache: PredictionLossCache):
-    """-> dz_S (B, C): (softmax(z_S/t) - softmax(z_T/t)) / (t * n), or 2 (z_S - z_T) / B for regression."""
-    if cache.kind == "mse":
-        return K.mse_backward(float(dloss), cache.cache)
-    return K.soft_cross_entropy_backward(float(dloss), cache.cache)
 
 
 # ------------------------------------------------------------------------- the loss table
 # A distillation loss is one entry: the student output it reads (and sends gradients to),
-# its forward (-> 0-d loss, cache) and its backward (dloss, cache -> gradient on that output).
-# A stage is a tuple of loss names. A new loss is one entry here, its kernel pair above, and
-# a gradient check in tests/test_distill.py; the Distiller below needs no change.
+# the teacher output ("target") it compares with, its forward (-> 0-d loss, cache), its
+# backward (dloss, cache -> gradient on that student output), and what it asks of the pair.
 #
-# The outputs: "hidden" = the student's M+1 hidden states after fit_dense (a list; gradients
-# go back through fit_dense), "scores" = its M attention-score tensors (a list), "logits" =
-# its head's (B, C) logits.
+# Student outputs: "hidden" = the M+1 hidden states after fit_dense (gradients go back
+# through it), "raw_hidden" = the M+1 hidden states as they are, "scores" = the M attention
+# score tensors, "qkv" = the M layers' (q, k, v), "logits" = the head's (B, C) logits. A list
+# output takes a list of gradients back, None where a loss sends none.
+# Teacher targets (`Distiller.teacher_targets`): "hidden" (its N+1 hidden states), "scores"
+# (N), "qkv" (N), "logits" (B, C), "cls" (the [CLS] rows of the teacher layers Patient KD
+# reads, J x (B, d_T)); None for a loss that reads the batch's labels instead.
+# Requirements: "heads" (the same number of attention heads), "width" (the same hidden size),
+# "mapping" (TinyBERT's layer mapping must exist), "relation" (both widths divisible by R).
+
+
+class Batch(NamedTuple):
+    """What a loss may read from the batch besides the models' outputs."""
+
+    attention_mask: object  # (B, T): 1 at real tokens, 0 at padding
+    labels: object  # (B,) gold labels, or None
 
 
 class DistillLoss(NamedTuple):
-    output: str  # "hidden" | "scores" | "logits"
-    forward: Callable  # (distiller, student output, teacher output) -> (0-d loss, cache)
-    backward: Callable  # (dloss, cache) -> gradient on the student output (a list for hidden/scores)
+    output: str  # "hidden" | "raw_hidden" | "scores" | "qkv" | "logits"
+    target: str | None  # "hidden" | "scores" | "qkv" | "logits" | "cls" | None
+    forward: Callable  # (distiller, student output, teacher target, Batch) -> (0-d loss, cache)
+    backward: Callable  # (dloss, cache) -> gradient on the student output (a list for list outputs)
+    requires: tuple = ()  # of "heads", "width", "mapping", "relation"
+
+
+class OneEntry(NamedTuple):
+    """The cache of a loss that read one entry of a student list (a layer's scores, states or q/k/v)."""
+
+    size: int  # the list's length
+    index: int  # the entry the loss read
+    cache: object  # the kernel's cache
+    slot: int | None = None  # for qkv: which of q (0), k (1), v (2)
+
+
+def _one_entry_backward(backward):
+    """A kernel's backward for one tensor -> the list gradient the Distiller adds: it, at its index."""
+
+    def list_backward(dloss, c: OneEntry):
+        g = backward(dloss, c.cache)
+        if c.slot is not None:  # a layer's (dq, dk, dv) with only this slot set
+            g = tuple(g if i == c.slot else None for i in range(3))
+        grads = [None] * c.size
+        grads[c.index] = g
+        return grads
+
+    return list_backward
+
+
+def _cosine_last(d, s, t, b):
+    """DistilBERT: the cosine loss between the last hidden states (student index M, teacher N)."""
+    loss, cache = hidden_cosine_loss_forward(s[-1], t[-1], b.attention_mask)
+    return loss, OneEntry(len(s), len(s) - 1, cache)
+
+
+def _attention_kl_last(d, s, t, b):
+    """MiniLM: the attention distributions of the last layers."""
+    loss, cache = attention_kl_loss_forward(s[-1], t[-1], b.attention_mask)
+    return loss, OneEntry(len(s), len(s) - 1, cache)
+
+
+def _value_relation_last(d, s, t, b):
+    """MiniLM: the value relations of the last layers, one relation head per attention head."""
+    v_s, v_t = s[-1][2], t[-1][2]  # (B, NH, T, HS)
+    loss, cache = relation_kl_loss_forward(v_s, v_t, b.attention_mask, v_s.shape[1])
+    return loss, OneEntry(len(s), len(s) - 1, cache, slot=2)
+
+
+def _relation(slot: int):
+    """MiniLMv2: the relation of queries (0), keys (1) or values (2), student's last layer vs d.relation_layer."""
+
+    def forward(d, s, t, b):
+        loss, cache = relation_kl_loss_forward(s[-1][slot], t[d.relation_layer - 1][slot], b.attention_mask,
+                                               d.relation_heads)
+        return loss, OneEntry(len(s), len(s) - 1, cache, slot)
+
+    return forward
+
+
+class CLSCache(NamedTuple):
+    size: int  # M+1 hidden states
+    shape: tuple  # (B, T, d_S)
+    layers: list  # the student hidden-state indices read, 1..M-1
+    cache: object  # pkd_loss's
+
+
+def _pkd_forward(d, s, t, b):
+    """Patient KD: student layers 1..M-1's [CLS] states against the teacher's (targets "cls")."""
+    layers = list(range(1, len(s) - 1))
+    loss, cache = pkd_loss_forward([s[m][:, 0] for m in layers], t)  # J x (B, d_S)
+    return loss, CLSCache(len(s), s[0].shape, layers, cache)
+
+
+def _pkd_backward(dloss, c: CLSCache):
+    grads = [None] * c.size
+    for m, g in zip(c.layers, pkd_loss_backward(dloss, c.cache)):
+        # cls = s[m][:, 0]: only the [CLS] row of that state gets a gradient
+        full = get_array_module(g).zeros(c.shape, dtype=g.dtype)  # (B, T, d_S)
+        full[:, 0] = g
+        grads[m] = full
+    return grads
 
 
 LOSSES = {
-    "att": DistillLoss("scores", lambda d, s, t: attention_loss_forward(s, t.attention_scores, d.mapping),
-                       attention_loss_backward),
-    "hid": DistillLoss("hidden", lambda d, s, t: hidden_loss_forward(s, t.hidden_states, list(enumerate(d.mapping, 1))),
-                       hidden_loss_backward),
-    "emb": DistillLoss("hidden", lambda d, s, t: hidden_loss_forward(s, t.hidden_states, [(0, 0)]),
-                       hidden_loss_backward),
-    "pred": DistillLoss("logits", lambda d, s, t: prediction_loss_forward(s, t.logits, d.temperature, d.pred_reduction),
+    # TinyBERT
+    "att": DistillLoss("scores", "scores", lambda d, s, t, b: attention_loss_forward(s, t, d.mapping),
+                       attention_loss_backward, ("heads", "mapping")),
+    "hid": DistillLoss("hidden", "hidden", lambda d, s, t, b: hidden_loss_forward(s, t, list(enumerate(d.mapping, 1))),
+                       hidden_loss_backward, ("mapping",)),
+    "emb": DistillLoss("hidden", "hidden", lambda d, s, t, b: hidden_loss_forward(s, t, [(0, 0)]), hidden_loss_backward),
+    "pred": DistillLoss("logits", "logits",
+                        lambda d, s, t, b: prediction_loss_forward(s, t, d.temperature, d.pred_reduction),
                         prediction_loss_backward),
+    # Hinton's soft and hard targets (kd, and inside distilbert and pkd)
+    "kd": DistillLoss("logits", "logits", lambda d, s, t, b: kd_loss_forward(s, t, d.temperature), kd_loss_backward),
+    "hard": DistillLoss("logits", None, lambda d, s, t, b: hard_loss_forward(s, b.labels), hard_loss_backward),
+    # DistilBERT, Patient KD
+    "cos": DistillLoss("raw_hidden", "hidden", _cosine_last, _one_entry_backward(hidden_cosine_loss_backward),
+                       ("width",)),
+    "pt": DistillLoss("raw_hidden", "cls", _pkd_forward, _pkd_backward, ("width", "mapping")),
+    # MiniLM, MiniLMv2
+    "att_kl": DistillLoss("scores", "scores", _attention_kl_last, _one_entry_backward(attention_kl_loss_backward),
+                          ("heads",)),
+    "vr": DistillLoss("qkv", "qkv", _value_relation_last, _one_entry_backward(relation_kl_loss_backward), ("heads",)),
+    "qq": DistillLoss("qkv", "qkv", _relation(0), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
+    "kk": DistillLoss("qkv", "qkv", _relation(1), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
+    "vv": DistillLoss("qkv", "qkv", _relation(2), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
 }
+
+# A Distiller's weights start at 1 (the reference's TinyBERT, and each paper's sum), except
+# these: the gold labels' term runs only when asked for (weights={"hard": 1 - alpha}), since
+# augmented rows carry their source sentence's label, which a word swap may have made wrong.
+DEFAULT_WEIGHTS = {"hard": 0.0}
 
 # TinyBERT's stages: general distillation and task step 1 match the intermediate layers,
 # task step 2 the predictions.
@@ -332,100 +321,193 @@ STAGE_LOSSES = {
 }
 STAGES = tuple(STAGE_LOSSES)
 
+# Each method's losses per stage (a stage it lacks runs nothing; "all" is the union).
+METHODS = {
+    "tinybert": STAGE_LOSSES,  # the same dict: a change to TinyBERT's stages is a change to its method
+    "kd": {"prediction": ("kd", "hard")},
+    "distilbert": {"general": ("cos",), "prediction": ("kd", "hard", "cos")},
+    "pkd": {"prediction": ("kd", "hard", "pt")},
+    "minilm": {"general": ("att_kl", "vr"), "intermediate": ("att_kl", "vr"), "prediction": ("pred",)},
+    "minilmv2": {"general": ("qq", "kk", "vv"), "intermediate": ("qq", "kk", "vv"), "prediction": ("pred",)},
+}
+
+# Teacher targets small enough to keep per example across epochs (teacher_cache.py): O(C) and
+# O(J d_T) numbers an example, where hidden states, scores and q/k/v are O(T d_T) or O(NH T^2).
+SMALL_TARGETS = ("logits", "cls")
+
 
 # ------------------------------------------------------------------------------ Distiller
 
 
 class Distiller:
-    """Ties mapping, fit_dense and the loss table together for one student/teacher pair.
+    """Ties a method's losses, the layer mapping and fit_dense together for one student/teacher pair.
 
-        distiller = Distiller(student.config, teacher.config)
+        distiller = Distiller(student.config, teacher.config, method="minilmv2")
         t_out = teacher(ids, types, mask)                        # a constant
         s_out = student(ids, types, mask)
-        losses = distiller(s_out, t_out, stage="general")        # {"att", "hid", "emb", "rep", "pred", "total"}
+        losses = distiller(s_out, t_out, stage="general", attention_mask=mask)   # {"qq", ..., "total"}
         distiller.backward_into(student)                         # or: student.backward(**distiller.backward())
 
-    A loss runs when its stage lists it (STAGE_LOSSES) and its weight is nonzero; the others
-    are reported as 0. total = sum of w_k L_k over the losses that ran (weights default to 1,
-    as in the reference; "rep" = L_hid + L_emb is what the reference logs as rep_loss).
-    The projection lives in `self.fit_dense` (a Module: optimise and save it with the student).
+    A loss runs when the method lists it for the stage (METHODS) and its weight is nonzero; the
+    others are reported as 0. total = sum of w_k L_k over the losses that ran ("rep" = L_hid +
+    L_emb is what TinyBERT's reference logs as rep_loss). `teacher_out` may also be the dict
+    `teacher_targets(t_out, stage)` returns, e.g. kept by a TeacherCache.
+
+    Options: temperature t (pred, kd), pred_reduction (TinyBERT's pred: "batchmean" or the
+    reference's "mean"), strategy (the layer mapping: TinyBERT's, and Patient KD's "uniform" =
+    skip, "top" = last), relation_heads R (MiniLMv2; default the teacher's attention heads),
+    relation_layer (MiniLMv2's teacher layer, 1-based; default the last), weights (per loss;
+    Hinton's alpha is weights={"kd": alpha, "hard": 1 - alpha}). TinyBERT's projection lives in
+    `self.fit_dense` (a Module: optimise and save it with the student), None for methods that
+    do not project.
     """
 
-    def __init__(self, student_config: BertConfig, teacher_config: BertConfig, *, strategy: str = "uniform",
-                 shared_fit_dense: bool = True, weights: dict | None = None, temperature: float = 1.0,
-                 pred_reduction: str = "batchmean", fit_dense_std: float = 0.02, fit_dense_identity: bool = False,
-                 seed: int = 0):
-        self.weights = {name: 1.0 for name in LOSSES}
+    def __init__(self, student_config: BertConfig, teacher_config: BertConfig, *, method: str = "tinybert",
+                 strategy: str = "uniform", shared_fit_dense: bool = True, weights: dict | None = None,
+                 temperature: float = 1.0, pred_reduction: str = "batchmean", fit_dense_std: float = 0.02,
+                 fit_dense_identity: bool = False, relation_heads: int | None = None,
+                 relation_layer: int | None = None, seed: int = 0):
+        if method not in METHODS:
+            raise ValueError(f"Distiller: unknown method {method!r}; choose from {tuple(METHODS)}")
+        self.method = method
+        self.weights = {name: DEFAULT_WEIGHTS.get(name, 1.0) for name in LOSSES}
         for name, w in (weights or {}).items():
             if name not in self.weights:
                 raise ValueError(f"Distiller: unknown loss weight {name!r}; the losses are {tuple(LOSSES)}")
             self.weights[name] = float(w)
-        M, N = student_config.num_hidden_layers, teacher_config.num_hidden_layers
-        if self.weights["att"] != 0 and student_config.num_attention_heads != teacher_config.num_attention_heads:
-            raise ValueError(f"Distiller: the attention loss compares scores head by head, so student and teacher need "
-                             f"the same number of attention heads; got student {student_config.num_attention_heads}, "
-                             f"teacher {teacher_config.num_attention_heads} (or set weights={{'att': 0}})")
         if temperature <= 0:
             raise ValueError(f"Distiller: temperature must be positive, got {temperature}")
         if pred_reduction not in ("batchmean", "mean"):
             raise ValueError(f"Distiller: pred_reduction must be 'batchmean' or 'mean', got {pred_reduction!r}")
         self.student_config, self.teacher_config = student_config, teacher_config
-        self.mapping = layer_mapping(M, N, strategy)  # M teacher layers, 1-based
         self.temperature, self.pred_reduction = float(temperature), pred_reduction
-        self.fit_dense = FitDense(student_config.hidden_size, teacher_config.hidden_size, M + 1,
-                                  shared=shared_fit_dense, std=fit_dense_std, seed=seed,
-                                  identity_init=fit_dense_identity)
+        M, N = student_config.num_hidden_layers, teacher_config.num_hidden_layers
+        used = [name for name in LOSSES if name in self._method_losses() and self.weights[name] != 0]
+        needs = {r: [name for name in used if r in LOSSES[name].requires]
+                 for r in ("heads", "width", "mapping", "relation")}
+        s_heads, t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
+        if needs["heads"] and s_heads != t_heads:
+            raise ValueError(f"Distiller: {', '.join(needs['heads'])} compare attention head by head, so student and "
+                             f"teacher need the same number of attention heads; got student {s_heads}, teacher "
+                             f"{t_heads} (or set weights={{{needs['heads'][0]!r}: 0}}, or use method 'minilmv2')")
+        if needs["width"] and student_config.hidden_size != teacher_config.hidden_size:
+            raise ValueError(f"Distiller: {', '.join(needs['width'])} compare hidden states as they are, so student and "
+                             f"teacher need the same hidden size; got student {student_config.hidden_size}, teacher "
+                             f"{teacher_config.hidden_size}")
+        self.mapping = layer_mapping(M, N, strategy) if needs["mapping"] else None  # M teacher layers, 1-based
+        if "pt" in used and M < 2:
+            raise ValueError("Distiller: Patient KD pairs the student's intermediate layers 1..M-1 with the teacher's; "
+                             "a 1-layer student has none")
+        self.relation_heads = relation_heads or t_heads
+        self.relation_layer = relation_layer or N
+        if needs["relation"]:
+            for who, cfg in (("student", student_config), ("teacher", teacher_config)):
+                if self.relation_heads <= 0 or cfg.hidden_size % self.relation_heads:
+                    raise ValueError(f"Distiller: relation_heads={self.relation_heads} must divide the {who}'s hidden "
+                                     f"size {cfg.hidden_size} (MiniLMv2 cuts each model's width into R relation heads)")
+            if not 1 <= self.relation_layer <= N:
+                raise ValueError(f"Distiller: relation_layer={self.relation_layer} is outside the teacher's layers 1..{N}")
+        self.fit_dense = None
+        if any(LOSSES[name].output == "hidden" for name in used):
+            self.fit_dense = FitDense(student_config.hidden_size, teacher_config.hidden_size, M + 1,
+                                      shared=shared_fit_dense, std=fit_dense_std, seed=seed,
+                                      identity_init=fit_dense_identity)
         self._caches = None
 
     def astype(self, dtype) -> "Distiller":
-        self.fit_dense.astype(dtype)
+        if self.fit_dense is not None:
+            self.fit_dense.astype(dtype)
         return self
 
     def to(self, device: str) -> "Distiller":
-        self.fit_dense.to(device)
+        if self.fit_dense is not None:
+            self.fit_dense.to(device)
         return self
 
-    def __call__(self, student_out, teacher_out, stage: str = "intermediate") -> dict:
-        return self.forward(student_out, teacher_out, stage)
+    def __call__(self, student_out, teacher_out, stage: str = "intermediate", attention_mask=None,
+                 labels=None) -> dict:
+        return self.forward(student_out, teacher_out, stage, attention_mask, labels)
+
+    def _method_losses(self) -> set:
+        return {name for names in METHODS[self.method].values() for name in names}
 
     def active(self, stage: str) -> list[str]:
-        """The losses `stage` runs: listed in STAGE_LOSSES and weighted nonzero, in the table's order."""
-        if stage not in STAGE_LOSSES:
+        """The losses `stage` runs: the method's for that stage, weighted nonzero, in the table's order."""
+        stages = METHODS[self.method]
+        if stage in stages:
+            names = stages[stage]
+        elif stage == "all":
+            names = self._method_losses()
+        elif stage in STAGES:
+            names = ()  # a stage this method does not have
+        else:
             raise ValueError(f"Distiller: unknown stage {stage!r}; choose from {STAGES}")
-        return [k for k in LOSSES if k in STAGE_LOSSES[stage] and self.weights[k] != 0]
+        return [k for k in LOSSES if k in names and self.weights[k] != 0]
 
-    def _student_output(self, output: str, student_out, teacher_out):
-        """The student output a loss reads, after checking both models provide it."""
-        M, N = len(self.mapping), self.teacher_config.num_hidden_layers
-        if output == "hidden":
-            if len(student_out.hidden_states) != M + 1 or len(teacher_out.hidden_states) != N + 1:
-                raise ValueError(f"Distiller: expected {M + 1} student and {N + 1} teacher hidden states, got "
-                                 f"{len(student_out.hidden_states)} and {len(teacher_out.hidden_states)}")
-            return student_out.hidden_states
-        if output == "scores":
-            if len(student_out.attention_scores) != M or len(teacher_out.attention_scores) != N:
-                raise ValueError(f"Distiller: expected {M} student and {N} teacher attention score tensors, got "
-                                 f"{len(student_out.attention_scores)} and {len(teacher_out.attention_scores)}")
-            return student_out.attention_scores
-        if student_out.logits is None or teacher_out.logits is None:
-            raise ValueError("Distiller: the prediction loss needs logits from both models "
-                             "(a BertForSequenceClassification student and teacher)")
-        return student_out.logits
+    def cacheable(self, stage: str) -> bool:
+        """Whether every teacher target `stage` reads is small enough to keep per example (SMALL_TARGETS)."""
+        return all(LOSSES[k].target in SMALL_TARGETS + (None,) for k in self.active(stage))
 
-    def forward(self, student_out, teacher_out, stage: str = "intermediate") -> dict:
-        """Losses of one batch (0-d arrays); keeps what `backward` needs. Teacher outputs are constants."""
+    def teacher_targets(self, teacher_out, stage: str) -> dict:
+        """{target name: the teacher's output} for the losses `stage` runs (see the table's comment)."""
+        N = self.teacher_config.num_hidden_layers
+        counts = {"hidden": N + 1, "scores": N, "qkv": N}
+        targets = {}
+        for kind in {LOSSES[k].target for k in self.active(stage)} - {None}:
+            if kind == "logits":
+                if teacher_out.logits is None:
+                    raise ValueError("Distiller: the teacher gave no logits (distil from a BertForSequenceClassification)")
+                targets[kind] = teacher_out.logits  # (B, C)
+            elif kind == "cls":
+                targets[kind] = [teacher_out.hidden_states[n][:, 0] for n in self.mapping[:-1]]  # J x (B, d_T)
+            else:
+                value = {"hidden": teacher_out.hidden_states, "scores": teacher_out.attention_scores,
+                         "qkv": teacher_out.qkv}[kind]
+                if len(value) != counts[kind]:
+                    raise ValueError(f"Distiller: expected {counts[kind]} teacher {kind} entries, got {len(value)}")
+                targets[kind] = value
+        return targets
+
+    def _student_output(self, output: str, student_out):
+        """The student output a loss reads, after checking the model provides it."""
+        if output == "logits":
+            if student_out.logits is None:
+                raise ValueError("Distiller: the prediction losses need the student's logits "
+                                 "(a BertForSequenceClassification student)")
+            return student_out.logits
+        M = self.student_config.num_hidden_layers
+        value, count, what = {"hidden": (student_out.hidden_states, M + 1, "hidden states"),
+                              "raw_hidden": (student_out.hidden_states, M + 1, "hidden states"),
+                              "scores": (student_out.attention_scores, M, "attention score tensors"),
+                              "qkv": (student_out.qkv, M, "(q, k, v) entries")}[output]
+        if len(value) != count:
+            raise ValueError(f"Distiller: expected {count} student {what}, got {len(value)}")
+        return value
+
+    def forward(self, student_out, teacher_out, stage: str = "intermediate", attention_mask=None,
+                labels=None) -> dict:
+        """Losses of one batch (0-d arrays); keeps what `backward` needs. Teacher outputs are constants.
+
+        attention_mask (B, T) (default: every token real) is what the masked losses read (cos,
+        att_kl, vr, qq, kk, vv); labels (B,) what the hard-label loss reads.
+        """
         active = self.active(stage)
+        targets = teacher_out if isinstance(teacher_out, dict) else self.teacher_targets(teacher_out, stage)
         h0 = student_out.hidden_states[0] if student_out.hidden_states else student_out.logits
         xp, dtype = get_array_module(h0), h0.dtype
+        if attention_mask is None and student_out.hidden_states:
+            attention_mask = xp.ones(h0.shape[:2], dtype=np.int32)  # (B, T)
+        batch = Batch(attention_mask, labels)
         zero = xp.zeros((), dtype=dtype)
         values, caches, inputs = {k: zero for k in LOSSES}, {}, {}
         for name in active:
             loss = LOSSES[name]
             if loss.output not in inputs:
-                x = self._student_output(loss.output, student_out, teacher_out)
-                # every hidden-state loss reads the projection: one fit_dense pass for all of them
-                inputs[loss.output] = self.fit_dense.forward(x) if loss.output == "hidden" else x  # M+1 x (B, T, d_T)
-            values[name], caches[name] = loss.forward(self, inputs[loss.output], teacher_out)
+                x = self._student_output(loss.output, student_out)
+                # every projected-state loss reads the projection: one fit_dense pass for all of them
+                inputs[loss.output] = self.fit_dense.forward(x) if loss.output == "hidden" else x
+            target = targets[loss.target] if loss.target else None
+            values[name], caches[name] = loss.forward(self, inputs[loss.output], target, batch)
         total = zero
         for name in active:
             total = total + dtype.type(self.weights[name]) * values[name]
@@ -436,25 +518,29 @@ class Distiller:
         return out
 
     def backward(self, scale: float = 1.0) -> dict:
-        """Gradients of `scale * total` for the student: {dhidden_states: M+1 entries, dattention_scores: M
-        entries (None where no loss reached), and dlogits (B, C) when the prediction loss ran}.
-        Accumulates fit_dense's parameter gradients into `self.fit_dense`."""
+        """Gradients of `scale * total` for the student: {dhidden_states: M+1 entries, dattention_scores:
+        M entries, dqkv: M entries (None where no loss reached), and dlogits (B, C) when a logit loss
+        ran}. Accumulates fit_dense's parameter gradients into `self.fit_dense`."""
         if self._caches is None:
             raise RuntimeError("Distiller.backward called before forward (or called twice)")
         caches, self._caches = self._caches, None
-        M = len(self.mapping)
-        d = {"hidden": [None] * (M + 1), "scores": [None] * M, "logits": None}
+        M = self.student_config.num_hidden_layers
+        d = {"hidden": [None] * (M + 1), "raw_hidden": [None] * (M + 1), "scores": [None] * M, "qkv": [None] * M,
+             "logits": None}
         for name, cache in caches.items():
             loss = LOSSES[name]
             g = loss.backward(scale * self.weights[name], cache)
             if loss.output == "logits":
-                d["logits"] = g if d["logits"] is None else d["logits"] + g  # (B, C)
-            else:  # add per state/layer: several losses may read the same one
-                d[loss.output] = [a if b is None else b if a is None else a + b for a, b in zip(d[loss.output], g)]
-        grads = dict(dhidden_states=[None] * (M + 1), dattention_scores=d["scores"])
+                d["logits"] = _add(d["logits"], g)  # (B, C)
+            elif loss.output == "qkv":  # per layer and per slot of (dq, dk, dv)
+                d["qkv"] = [b if a is None else a if b is None else tuple(map(_add, a, b)) for a, b in zip(d["qkv"], g)]
+            else:  # per state/layer: several losses may read the same one
+                d[loss.output] = [_add(a, b) for a, b in zip(d[loss.output], g)]
+        dhidden = d["raw_hidden"]
         if any(g is not None for g in d["hidden"]):
             # projected = self.fit_dense.forward(hidden_states)
-            grads["dhidden_states"] = self.fit_dense.backward(d["hidden"])  # M+1 x (B, T, d_S)
+            dhidden = [_add(a, b) for a, b in zip(self.fit_dense.backward(d["hidden"]), dhidden)]  # M+1 x (B, T, d_S)
+        grads = dict(dhidden_states=dhidden, dattention_scores=d["scores"], dqkv=d["qkv"])
         if d["logits"] is not None:
             grads["dlogits"] = d["logits"]
         return grads
@@ -462,13 +548,18 @@ class Distiller:
     def backward_into(self, student, scale: float = 1.0) -> None:
         """`backward()` and pass the gradients to the student (a BertModel or a head model).
 
-        A head model without a prediction loss is driven through its encoder (`student.bert`),
-        so no hard-label loss and no head gradient is involved, as in TinyBERT's distillation.
+        A head model without a logit loss is driven through its encoder (`student.bert`), so no
+        hard-label loss and no head gradient is involved, as in TinyBERT's distillation.
         """
         grads = self.backward(scale)
         if "dlogits" in grads:
             student.backward(dloss=0.0, **grads)
         elif hasattr(student, "bert"):
-            student.bert.backward(dhidden_states=grads["dhidden_states"], dattention_scores=grads["dattention_scores"])
+            student.bert.backward(**grads)
         else:
-            student.backward(dhidden_states=grads["dhidden_states"], dattention_scores=grads["dattention_scores"])
+            student.backward(**grads)
+
+
+def _add(a, b):
+    """a + b where either may be None (no gradient)."""
+    return b if a is None else a if b is None else a + b

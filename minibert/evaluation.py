@@ -2,6 +2,7 @@
 
     predict(model, dev)                    logits (N, C) of a sequence classifier, in example order
     evaluate(model, "sst-2", dev)          the task's metrics ({"acc": ...}, {"mcc": ...}, ...)
+    evaluate(model, spec, {"": m, "_mm": mm})  several dev sets at once: {"acc": ..., "acc_mm": ...}
     evaluate_pretraining(model, held)      masked-LM accuracy and loss, NSP accuracy
     evaluate_mlm(model, held)              masked-word accuracy of a BertForMaskedLM
 
@@ -11,6 +12,8 @@ Matthews) live with the task registry in `minibert.data`; latency and parameter 
 other half of a results table, in `report.py`.
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 
@@ -32,9 +35,16 @@ def predict(model, encoded: D.EncodedExamples, batch_size: int = 64) -> np.ndarr
     return logits
 
 
-def evaluate(model, task: str, encoded: D.EncodedExamples) -> dict:
-    """The task's metrics of `model` on `encoded` (e.g. {"acc": 0.84} for SST-2)."""
-    return D.compute_metrics(task, predict(model, encoded), encoded.labels)
+def evaluate(model, task: str | D.TaskSpec, encoded: D.EncodedExamples | Mapping[str, D.EncodedExamples]) -> dict:
+    """The task's metrics of `model` on `encoded` (e.g. {"acc": 0.84} for SST-2).
+
+    encoded: one dev set, or several by metric suffix, each scored with its suffix: MNLI's
+    {"": matched, "_mm": mismatched} gives {"acc": ..., "acc_mm": ...}.
+    """
+    if isinstance(encoded, D.EncodedExamples):
+        return D.compute_metrics(task, predict(model, encoded), encoded.labels)
+    return {name + suffix: value for suffix, dev in encoded.items()
+            for name, value in evaluate(model, task, dev).items()}
 
 
 def evaluate_pretraining(model, held: D.PretrainingData, batch_size: int = 64, max_batches: int = 20) -> dict:

@@ -1,13 +1,17 @@
-"""Fine-tuning and evaluating a sequence classifier on a GLUE task, as library calls.
+"""Fine-tuning and evaluating a sequence classifier on a task (a GLUE task or your own files), as library calls.
 
     summary = finetune(ModelSettings("minilm-l6"), TaskDataSettings("sst-2"), TrainArgs(output_dir="runs/t"))
     metrics = evaluate_folder(ModelSettings("runs/t"), TaskDataSettings("sst-2"))
+    finetune(ModelSettings("minilm-l6"), TaskDataSettings(train_file="my/train.csv", dev_file="my/dev.csv"), ...)
 
 `finetune` is `python -m minibert.train finetune`: the model named by the spec (see specs.py),
-the task's data (data.load_task_data), the training loop (trainer.py) with dev evaluation and
-the best model kept, and results.json. `train_classifier` is the loop alone, for a model and data
-already in hand (the pipeline fine-tunes its teacher with it). This module does not distil (that
-is `tinybert.py`) and does not parse flags (`train.py`).
+the task's data (data.load_task_sets), the training loop (trainer.py) with dev evaluation and
+the best model kept, and results.json. The model's config.json names its classes (id2label,
+from the task's labels), and a run that starts from a fine-tuned folder (`finetune --model
+FOLDER`, `evaluate`) takes the class ids and their number from that folder: data whose labels
+the folder does not have is an error naming both. `train_classifier` is the loop alone, for a
+model and data already in hand (the pipeline fine-tunes its teacher with it). This module does
+not distil (that is `tinybert.py`) and does not parse flags (`train.py`).
 """
 from __future__ import annotations
 
@@ -20,15 +24,32 @@ from .evaluation import evaluate
 from .model import BertForSequenceClassification
 from .report import write_results
 from .settings import ModelSettings, RunOptions, TaskDataSettings
-from .specs import DEFAULT_TEACHER, build_model, build_student, load_tokenizer
+from .specs import (DEFAULT_TEACHER, build_model, build_student, is_classifier_folder, label_classifier,
+                    load_tokenizer, model_labels)
 from .trainer import Trainer, TrainArgs, TrainState
 
 
+def load_task_sets(settings: TaskDataSettings, tokenizer, model: D.ModelLabels | None = None,
+                   splits: tuple[str, ...] = ("train", "dev"),
+                   ) -> tuple[D.TaskSpec, D.EncodedExamples | None, dict[str, D.EncodedExamples]]:
+    """The task's spec, its encoded training set and dev sets ({metric suffix: set}), as the
+    settings ask; `model`: a trained model's labels, which the class ids then follow."""
+    columns = D.Columns(settings.text_column, settings.text_pair_column, settings.label_column)
+    spec, train, dev = D.load_task_sets(settings.task, tokenizer, data_dir=settings.data,
+                                        train_file=settings.train_file, dev_file=settings.dev_file, columns=columns,
+                                        task_type=settings.task_type, model=model, splits=splits,
+                                        max_length=settings.max_length, max_train_examples=settings.max_train_examples,
+                                        max_eval_examples=settings.max_eval_examples)
+    for what, encoded in (("training examples", train), *((f"dev{suffix} examples", d) for suffix, d in dev.items())):
+        if encoded is not None:
+            D.note_truncation(encoded, what)  # "note: truncated 37 of 4000 training examples to 64 tokens (...)"
+    return spec, train, dev
+
+
 def load_task(settings: TaskDataSettings, tokenizer) -> tuple[D.TaskSpec, D.EncodedExamples, D.EncodedExamples]:
-    """The task's spec and its encoded train and dev sets, as the settings ask."""
-    return D.load_task_data(settings.task, tokenizer, data_dir=settings.data, train_file=settings.train_file,
-                            max_length=settings.max_length, max_train_examples=settings.max_train_examples,
-                            max_eval_examples=settings.max_eval_examples)
+    """The task's spec and its encoded train and (main) dev sets, as the settings ask."""
+    spec, train, dev = load_task_sets(settings, tokenizer)
+    return spec, train, dev[""]
 
 
 def classification_step(model):
@@ -42,9 +63,11 @@ def classification_step(model):
     return step_fn
 
 
-def train_classifier(model, task: str, train: D.EncodedExamples, dev: D.EncodedExamples | None, tokenizer,
-                     args: TrainArgs, *, resume: str | None = None, device: str = "numpy") -> TrainState:
-    """Fine-tune `model` on `train`; evaluate on `dev` (None: no evaluation); save to args.output_dir."""
+def train_classifier(model, task: str | D.TaskSpec, train: D.EncodedExamples, dev, tokenizer, args: TrainArgs, *,
+                     resume: str | None = None, device: str = "numpy") -> TrainState:
+    """Fine-tune `model` on `train`; evaluate on `dev` (an EncodedExamples, a dict of them by
+    metric suffix, or None: no evaluation); save to args.output_dir."""
+    D.check_fits(train, model)  # --max-length against the model's position embeddings, before anything runs
     eval_fn = None if dev is None else (lambda: evaluate(model, task, dev))
     batcher = D.Batcher(train, args.batch_size, seed=args.seed)
     save_fn = lambda folder: model.save_pretrained(folder, tokenizer=tokenizer)
@@ -55,33 +78,45 @@ def train_classifier(model, task: str, train: D.EncodedExamples, dev: D.EncodedE
 def finetune(model: ModelSettings, data: TaskDataSettings, args: TrainArgs, run: RunOptions = RunOptions()) -> dict:
     """Fine-tune the model `model.model` names on the task; write results.json; return its content.
 
-    The best dev checkpoint is kept (args.metric_for_best defaults to the task's main metric).
+    The best dev checkpoint is kept (args.metric_for_best defaults to the task's main metric);
+    every dev set is evaluated (MNLI: matched, and mismatched as "<metric>_mm").
     """
     tok = load_tokenizer(model.model, model.vocab)
-    spec, train, dev = load_task(data, tok)
-    if model.model.startswith("teacher:"):  # layers copied from the pre-trained MiniLM (a DistilBERT-style baseline)
-        source = BertForSequenceClassification.from_pretrained(resolve_model_path(DEFAULT_TEACHER),
-                                                               num_labels=spec.num_labels)
-        # the pre-trained source has no trained classifier to copy
-        net = build_student(model.model, spec.num_labels, tok, args.seed, source, copy_teacher_classifier=False)
+    if is_classifier_folder(model.model):  # a fine-tuned classifier goes on learning its own classes
+        net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model))
+        spec, train, dev = load_task_sets(data, tok, model=model_labels(net, model.model))
     else:
-        net = build_model(BertForSequenceClassification, model.model, tok, args.seed, num_labels=spec.num_labels)
+        spec, train, dev = load_task_sets(data, tok)
+        if model.model.startswith("teacher:"):  # layers of the pre-trained MiniLM (a DistilBERT-style baseline)
+            source = BertForSequenceClassification.from_pretrained(resolve_model_path(DEFAULT_TEACHER),
+                                                                   num_labels=spec.num_labels)
+            # the pre-trained source has no trained classifier to copy
+            net = build_student(model.model, spec.num_labels, tok, args.seed, source, copy_teacher_classifier=False)
+        else:
+            net = build_model(BertForSequenceClassification, model.model, tok, args.seed, num_labels=spec.num_labels)
+    label_classifier(net, spec)
     if run.device != "numpy":
         net.to(run.device)
     if not args.metric_for_best:
         args = replace(args, metric_for_best=spec.main_metric)
     t0 = time.perf_counter()
-    state = train_classifier(net, spec.name, train, dev, tok, args, resume=run.resume, device=run.device)
+    state = train_classifier(net, spec, train, dev, tok, args, resume=run.resume, device=run.device)
     summary = {"task": spec.name, "model": model.model, "steps": state.step,
                "wall_s": round(time.perf_counter() - t0, 1),
                "final": state.history[-1] if state.history else {}, "best": state.best_metric}
-    write_results(args.output_dir, summary)
+    write_results(args.output_dir, summary, (model, data, args, run))  # with the model cards
     return summary
 
 
 def evaluate_folder(model: ModelSettings, data: TaskDataSettings) -> dict:
-    """The dev metrics of a fine-tuned classifier folder: {"task", "model", "examples", <metrics>}."""
+    """The dev metrics of a fine-tuned classifier folder: {"task", "model", "examples", <metrics>}.
+
+    The number of classes and their ids come from the folder's config.json; dev labels it
+    does not have are an error naming both. Every dev set is scored (MNLI: "acc" and
+    "acc_mm", "examples" and "examples_mm").
+    """
     tok = load_tokenizer(model.model, model.vocab)
-    spec, _, dev = load_task(data, tok)
-    net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model), num_labels=spec.num_labels)
-    return {"task": spec.name, "model": model.model, "examples": len(dev), **evaluate(net, spec.name, dev)}
+    net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model))
+    spec, _, dev = load_task_sets(data, tok, model=model_labels(net, model.model), splits=("dev",))
+    sizes = {f"examples{suffix}": len(examples) for suffix, examples in dev.items()}
+    return {"task": spec.name, "model": model.model, **sizes, **evaluate(net, spec, dev)}

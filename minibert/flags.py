@@ -6,7 +6,8 @@
 
 A field `max_seq_length: int = field(default=128, metadata={"help": ...})` becomes the flag
 `--max-seq-length` of type int, with its help and "(default: 128)" appended; `metadata["choices"]`
-becomes argparse choices. Types: int, float, str, bool (`--flag`, `--flag true|false`),
+becomes argparse choices; `metadata["positional"]` makes a list field the command's plain
+arguments (`predict "a gripping film" "dull"`). Types: int, float, str, bool (`--flag`, `--flag true|false`),
 list[str] (one or more values) and `X | None`. A command may override a field's default
 (pre-training's learning rate is not fine-tuning's).
 
@@ -82,7 +83,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, title: str, *, only: tuple[s
             kw["choices"] = f.metadata["choices"]
         if "metavar" in f.metadata:
             kw["metavar"] = f.metadata["metavar"]
-        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+        if f.metadata.get("positional"):
+            kw["nargs"] = "*"  # argparse gives [] when none are given: fill_defaults reads that as not given
+            group.add_argument(f.name, **kw)
+        else:
+            group.add_argument("--" + f.name.replace("_", "-"), **kw)
         recorded[f.name] = default
     parser.set_defaults(**{DEFAULTS: recorded})
 
@@ -90,7 +95,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, title: str, *, only: tuple[s
 def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Put the command's default into every flag that neither the command line nor --config set."""
     for name, default in getattr(args, DEFAULTS, {}).items():
-        if getattr(args, name) is None:
+        if getattr(args, name) in (None, []):  # [] from a positional list given nothing
             setattr(args, name, default)
     return args
 

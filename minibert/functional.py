@@ -2,8 +2,9 @@
 
 This is the readable mainline every layer of the model runs on: linear, embedding, LayerNorm,
 the activations, softmax, dropout, attention, and the losses (cross-entropy, soft
-cross-entropy with temperature, MSE). Each backward sits directly under its forward and returns the gradients of the forward's
-inputs (and parameters) in the same order. Caches hold only what backward needs. Kernels
+cross-entropy with temperature, MSE, a row-wise softmax KL divergence, the cosine
+distance). Each backward sits directly under its forward and returns the gradients of the
+forward's inputs (and parameters) in the same order. Caches hold only what backward needs. Kernels
 take `xp` (numpy or cupy) from their inputs, keep the input dtype (float32 stays float32),
 and draw no random numbers themselves: a dropout mask comes in as an argument.
 
@@ -378,3 +379,76 @@ def mse_backward(dloss, cache):
     """dpred = 2 (pred - target) / n."""
     (diff,) = cache
     return diff * diff.dtype.type(2.0 * dloss / diff.size)
+
+
+# ------------------------------------------------------- Distribution and direction losses
+# Two general comparisons the distillation methods are built from (distill_losses.py): a KL
+# divergence between the softmaxes of two score tensors, row by row, and the cosine distance
+# between two sets of vectors. Both weight each row by a constant, so a caller chooses the
+# reduction (a mean over real tokens, over heads, over the batch) and masks padded rows with 0.
+
+
+class SoftmaxKLCache(NamedTuple):
+    p_student: object  # (..., K) softmax(s)
+    p_teacher: object  # (..., K) softmax(t)
+    weights: object  # (...) row weights
+
+
+def softmax_kl_forward(student_scores, teacher_scores, row_weights):
+    """sum_r w_r KL(softmax(t_r) || softmax(s_r)), r over every leading index (a row of K scores).
+
+    KL(p || q) = sum_j p_j (log p_j - log q_j). student_scores, teacher_scores (..., K): the
+    logits of K-way distributions, e.g. attention scores with the additive mask (a masked
+    entry, exp(-10000) = 0 in the softmax, adds 0 on both sides); row_weights (...): constants.
+    The teacher side is a constant. Returns (0-d loss, cache).
+    """
+    if student_scores.shape != teacher_scores.shape:
+        raise ValueError(f"softmax_kl: student {student_scores.shape} and teacher {teacher_scores.shape} differ")
+    xp = get_array_module(student_scores)
+    logp_s = log_softmax(student_scores)  # (..., K)
+    logp_t = log_softmax(teacher_scores.astype(student_scores.dtype, copy=False))  # (..., K)
+    p_t = xp.exp(logp_t)  # (..., K)
+    kl = (p_t * (logp_t - logp_s)).sum(axis=-1)  # (...) one KL per row
+    weights = xp.broadcast_to(row_weights, kl.shape).astype(kl.dtype, copy=False)
+    return (kl * weights).sum(), SoftmaxKLCache(xp.exp(logp_s), p_t, weights)
+
+
+def softmax_kl_backward(dloss, cache: SoftmaxKLCache):
+    """ds_r = dloss * w_r * (softmax(s_r) - softmax(t_r)): the log-softmax's gradient, as sum_j p_j = 1."""
+    p_s, p_t, weights = cache
+    return (p_s - p_t) * (weights[..., None] * p_s.dtype.type(dloss))
+
+
+class CosineDistanceCache(NamedTuple):
+    x_unit: object  # (..., D) x / |x|
+    y_unit: object  # (..., D) y / |y|
+    cos: object  # (...)
+    x_norm: object  # (...) |x| (at least eps)
+    weights: object  # (...)
+
+
+def cosine_distance_forward(x, y, row_weights, eps: float = 1e-8):
+    """sum_r w_r (1 - cos(x_r, y_r)), cos(x, y) = <x, y> / (|x| |y|), r over every leading index.
+
+    x, y (..., D), y a constant; row_weights (...) constants. Norms below eps count as eps
+    (a zero vector has no direction; its gradient is then that of x / eps).
+    Returns (0-d loss, cache).
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"cosine_distance: {x.shape} and {y.shape} differ")
+    xp = get_array_module(x)
+    y = y.astype(x.dtype, copy=False)
+    tiny = x.dtype.type(eps)
+    x_norm = xp.maximum(xp.sqrt((x * x).sum(axis=-1)), tiny)  # (...)
+    y_norm = xp.maximum(xp.sqrt((y * y).sum(axis=-1)), tiny)  # (...)
+    x_unit, y_unit = x / x_norm[..., None], y / y_norm[..., None]  # (..., D)
+    cos = (x_unit * y_unit).sum(axis=-1)  # (...)
+    weights = xp.broadcast_to(row_weights, cos.shape).astype(x.dtype, copy=False)
+    return (weights * (1 - cos)).sum(), CosineDistanceCache(x_unit, y_unit, cos, x_norm, weights)
+
+
+def cosine_distance_backward(dloss, cache: CosineDistanceCache):
+    """dx_r = -dloss * w_r * (y_unit - cos * x_unit) / |x_r|: only the part of y's direction across x's moves it."""
+    x_unit, y_unit, cos, x_norm, weights = cache
+    scale = -(weights * x_unit.dtype.type(dloss)) / x_norm  # (...)
+    return (y_unit - cos[..., None] * x_unit) * scale[..., None]

@@ -30,6 +30,8 @@ from .functional import (  # noqa: F401
     IGNORE_INDEX,
     attention_backward,
     attention_forward,
+    cosine_distance_backward,
+    cosine_distance_forward,
     cross_entropy_backward,
     cross_entropy_forward,
     dropout_backward,
@@ -54,6 +56,8 @@ from .functional import (  # noqa: F401
     soft_cross_entropy_forward,
     softmax_backward,
     softmax_forward,
+    softmax_kl_backward,
+    softmax_kl_forward,
     tanh_backward,
     tanh_forward,
 )

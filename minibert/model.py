@@ -1,9 +1,11 @@
 """BERT: embeddings, post-LayerNorm encoder layers, pooler, and the three task heads.
 
 Every block's backward is the exact reverse of its forward; each backward step quotes the
-forward line it inverts. What TinyBERT distils is exposed on the way out and accepted on
-the way back: all L+1 hidden states (embedding output first) and every layer's attention
-scores (pre-softmax, scaled, mask added), plus the logits of the heads.
+forward line it inverts. What the distillation methods read is exposed on the way out and
+accepted on the way back: all L+1 hidden states (embedding output first), every layer's
+attention scores (pre-softmax, scaled, mask added: TinyBERT; their softmax: MiniLM) and its
+per-head queries, keys and values (MiniLM's value relation, MiniLMv2's relations), plus the
+logits of the heads.
 
 Shapes: B batch, T sequence, H hidden, NH heads, HS head size, I intermediate, V vocab,
 L layers, C classes, P labelled (masked) positions.
@@ -39,6 +41,7 @@ class BertOutput:
     pooler_output: object = None  # (B, H)
     hidden_states: list = field(default_factory=list)  # L+1 x (B, T, H), embedding output first
     attention_scores: list = field(default_factory=list)  # L x (B, NH, T, T), pre-softmax, mask added
+    qkv: list = field(default_factory=list)  # L x (q, k, v), each (B, NH, T, HS): the heads before attention
     logits: object = None  # (B, C) classification; (B, T, V) or (P, V) masked LM
     seq_relationship_logits: object = None  # (B, 2) next-sentence prediction
     loss: object = None  # 0-d array
@@ -75,8 +78,12 @@ class PreTrainedModel(Module):
     @classmethod
     def from_pretrained(cls, name_or_folder, **kwargs):
         """Build this model from a Hugging Face folder or a short name such as "minilm-l6"
-        (kwargs: dtype, seed, num_labels, add_pooling_layer; see checkpoint.from_pretrained)."""
-        return checkpoint.from_pretrained(cls, name_or_folder, **kwargs)
+        (kwargs: dtype, seed, num_labels, add_pooling_layer; see checkpoint.from_pretrained).
+
+        The model comes back in eval mode (dropout off), as transformers' does: a loaded
+        model is usually there to predict. Training switches it to train mode itself
+        (`Trainer.train` calls `.train()` on what it trains)."""
+        return checkpoint.from_pretrained(cls, name_or_folder, **kwargs).eval()
 
 
 class BertEmbeddings(Module):
@@ -149,7 +156,7 @@ class BertLayer(Module):
         return W, b
 
     def forward(self, x, mask_add):
-        """x (B, T, H), mask_add (B, 1, 1, T) -> x2 (B, T, H), scores (B, NH, T, T)."""
+        """x (B, T, H), mask_add (B, 1, 1, T) -> x2 (B, T, H), scores (B, NH, T, T), (q, k, v) 3 x (B, NH, T, HS)."""
         B, T, H = x.shape
         W, b = self._qkv_weights()
         qkv, qkv_cache = K.linear_forward(x, W, b)  # (B, T, 3H)
@@ -169,10 +176,11 @@ class BertLayer(Module):
         f = self.ffn_dropout.forward(f)  # (B, T, H)
         x2 = self.ffn_norm.forward(x1 + f)  # (B, T, H)
         self._cache = (qkv_cache, attn_cache, act_cache)
-        return x2, scores
+        return x2, scores, (q, k, v)
 
-    def backward(self, dx2, dscores=None):
-        """dx2 (B, T, H) [+ dscores (B, NH, T, T) from a distillation loss] -> dx (B, T, H)."""
+    def backward(self, dx2, dscores=None, dheads=None):
+        """dx2 (B, T, H) [+ dscores (B, NH, T, T), + dheads (dq, dk, dv) each (B, NH, T, HS) or None, from
+        distillation losses] -> dx (B, T, H)."""
         qkv_cache, attn_cache, act_cache = self._pop_cache()
         B, T, H = dx2.shape
         # x2 = self.ffn_norm.forward(x1 + f)
@@ -198,6 +206,9 @@ class BertLayer(Module):
         dctx = dctx.reshape(B, T, self.NH, self.HS).transpose(0, 2, 1, 3)  # (B, NH, T, HS)
         # ctx, scores, attn_cache = K.attention_forward(q, k, v, mask_add, drop)
         dq, dk, dv = K.attention_backward(dctx, attn_cache, dscores)
+        # q, k, v are also outputs: add the gradients a distillation loss put on them
+        if dheads is not None:
+            dq, dk, dv = (g if extra is None else g + extra for g, extra in zip((dq, dk, dv), dheads))
         # q, k, v = qkv.reshape(B, T, 3, NH, HS).transpose(2, 0, 3, 1, 4)
         xp = get_array_module(dq)
         dqkv = xp.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H)  # (B, T, 3H)
@@ -253,28 +264,33 @@ class BertModel(PreTrainedModel):
         # (B, 1, 1, T): 0 for real keys, -10000 for padding, broadcast over heads and queries
         mask_add = ((1 - attention_mask.astype(dtype)) * dtype.type(MASK_VALUE))[:, None, None, :]
         h = self.embeddings.forward(input_ids, token_type_ids)  # (B, T, H)
-        hidden_states, scores = [h], []
+        hidden_states, scores, qkv = [h], [], []
         for layer in self.layers:
-            h, s = layer.forward(h, mask_add)  # (B, T, H), (B, NH, T, T)
+            h, s, heads = layer.forward(h, mask_add)  # (B, T, H), (B, NH, T, T), 3 x (B, NH, T, HS)
             hidden_states.append(h)
             scores.append(s)
+            qkv.append(heads)
         pooled = None
         if self.pooler is not None:
             pooled, self._cache = K.tanh_forward(self.pooler.forward(h[:, 0]))  # (B, H)
-        return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attention_scores=scores)
+        return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attention_scores=scores,
+                          qkv=qkv)
 
-    def backward(self, dlast_hidden_state=None, dpooler_output=None, dhidden_states=None, dattention_scores=None):
+    def backward(self, dlast_hidden_state=None, dpooler_output=None, dhidden_states=None, dattention_scores=None,
+                 dqkv=None):
         """Accumulate parameter gradients from any of the outputs' gradients.
 
         dlast_hidden_state (B, T, H); dpooler_output (B, H); dhidden_states: L+1 entries
-        (B, T, H) or None; dattention_scores: L entries (B, NH, T, T) or None.
+        (B, T, H) or None; dattention_scores: L entries (B, NH, T, T) or None; dqkv: L entries,
+        each None or (dq, dk, dv) with (B, NH, T, HS) arrays or None.
         """
         L = len(self.layers)
         dhidden_states = dhidden_states if dhidden_states is not None else [None] * (L + 1)
         dattention_scores = dattention_scores if dattention_scores is not None else [None] * L
-        if len(dhidden_states) != L + 1 or len(dattention_scores) != L:
-            raise ValueError(f"expected {L + 1} hidden-state and {L} attention-score gradients, "
-                             f"got {len(dhidden_states)} and {len(dattention_scores)}")
+        dqkv = dqkv if dqkv is not None else [None] * L
+        if len(dhidden_states) != L + 1 or len(dattention_scores) != L or len(dqkv) != L:
+            raise ValueError(f"expected {L + 1} hidden-state, {L} attention-score and {L} qkv gradients, "
+                             f"got {len(dhidden_states)}, {len(dattention_scores)} and {len(dqkv)}")
         if self.layers[0]._cache is None:
             raise RuntimeError("BertModel.backward called before forward (or called twice)")
         x = self.layers[0]._cache[0].x  # the first layer's input (B, T, H) gives the shape
@@ -290,8 +306,8 @@ class BertModel(PreTrainedModel):
         for i in range(L - 1, -1, -1):
             if dhidden_states[i + 1] is not None:
                 dh = dh + dhidden_states[i + 1]
-            # h, s = layer.forward(h, mask_add)
-            dh = self.layers[i].backward(dh, dattention_scores[i])
+            # h, s, heads = layer.forward(h, mask_add)
+            dh = self.layers[i].backward(dh, dattention_scores[i], dqkv[i])
         if dhidden_states[0] is not None:
             dh = dh + dhidden_states[0]
         # h = self.embeddings.forward(input_ids, token_type_ids)
@@ -414,15 +430,16 @@ class BertForMaskedLM(_HeadModel):
         out.mlm_loss = out.loss
         return out
 
-    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, head_only=False):
-        """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores.
+    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, head_only=False,
+                 dqkv=None):
+        """Gradient of dloss * loss, plus any extra gradients on logits, hidden states, scores, q/k/v.
 
         head_only=True stops at the head (a frozen encoder: only `cls.predictions` receives
         gradients; the tied word embeddings do not).
         """
         dh = self._mlm_backward(dloss, dlogits, self._pop_cache(), tied_grad=not head_only)
         if not head_only:
-            self.bert.backward(dh, None, dhidden_states, dattention_scores)
+            self.bert.backward(dh, None, dhidden_states, dattention_scores, dqkv)
 
 
 class BertForPreTraining(_HeadModel):
@@ -450,7 +467,8 @@ class BertForPreTraining(_HeadModel):
         self._cache = (mlm_cache, out.nsp_loss is not None)
         return out
 
-    def backward(self, dloss=1.0, dlogits=None, dseq_relationship_logits=None, dhidden_states=None, dattention_scores=None):
+    def backward(self, dloss=1.0, dlogits=None, dseq_relationship_logits=None, dhidden_states=None, dattention_scores=None,
+                 dqkv=None):
         mlm_cache, has_nsp = self._pop_cache()
         # out.loss = out.mlm_loss + out.nsp_loss: each gets dloss
         dh = self._mlm_backward(dloss, dlogits, mlm_cache)
@@ -460,7 +478,7 @@ class BertForPreTraining(_HeadModel):
             dnsp = dseq_relationship_logits if dnsp is None else dnsp + dseq_relationship_logits
         # out.seq_relationship_logits = self.nsp_head.forward(out.pooler_output)
         dpooled = self.nsp_head.backward(dnsp) if dnsp is not None else None
-        self.bert.backward(dh, dpooled, dhidden_states, dattention_scores)
+        self.bert.backward(dh, dpooled, dhidden_states, dattention_scores, dqkv)
 
 
 class BertForSequenceClassification(_HeadModel):
@@ -490,7 +508,7 @@ class BertForSequenceClassification(_HeadModel):
         self._cache = labels is not None
         return out
 
-    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None):
+    def backward(self, dloss=1.0, dlogits=None, dhidden_states=None, dattention_scores=None, dqkv=None):
         has_loss = self._pop_cache()
         # out.loss = self.loss_fct.forward(out.logits, target)
         g = self.loss_fct.backward(dloss) if has_loss else None  # (B, C)
@@ -500,4 +518,4 @@ class BertForSequenceClassification(_HeadModel):
             raise ValueError("nothing to backpropagate: no labels were given and no dlogits passed")
         # out.logits = self.classifier.forward(x); x = self.dropout.forward(pooled)
         dpooled = self.dropout.backward(self.classifier.backward(g))
-        self.bert.backward(None, dpooled, dhidden_states, dattention_scores)
+        self.bert.backward(None, dpooled, dhidden_states, dattention_scores, dqkv)

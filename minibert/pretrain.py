@@ -16,12 +16,14 @@ import sys
 import numpy as np
 
 from . import data as D
+from . import kernels as K
+from .backend import like
 from .evaluation import evaluate_pretraining
 from .report import write_results
 from .model import BertForPreTraining
 from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions
 from .specs import build_model, load_tokenizer
-from .trainer import Trainer, TrainArgs
+from .trainer import Trainer, TrainArgs, weighs_labelled_tokens
 
 
 def pretraining_data(tokenizer, corpus: CorpusSettings, masking: MaskingSettings,
@@ -44,12 +46,23 @@ def pretraining_data(tokenizer, corpus: CorpusSettings, masking: MaskingSettings
 
 
 def pretraining_step(model):
-    """step_fn for the trainer: MLM + NSP loss of a BertForPreTraining, logits only at the masked positions."""
+    """step_fn for the trainer: MLM + NSP loss of a BertForPreTraining, logits only at the masked positions.
 
-    def step_fn(batch, scale):
+    The MLM loss is a mean over labelled tokens, the NSP loss a mean over rows: in several
+    processes they weigh differently in the global batch's loss (trainer.weighs_labelled_tokens).
+    """
+
+    @weighs_labelled_tokens
+    def step_fn(batch, scale, labelled_scale):
         out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"],
                     next_sentence_label=batch["next_sentence_label"], only_labelled=True)
-        model.backward(dloss=scale)
+        dnsp = None
+        if labelled_scale != scale:  # several processes: backward weighs both losses by labelled_scale, so the
+            # NSP logits get the rest of their own weight, (scale - labelled_scale) x d nsp_loss / d logits
+            logits = out.seq_relationship_logits  # (B, 2)
+            _, cache = K.cross_entropy_forward(logits, like(batch["next_sentence_label"], logits))
+            dnsp = K.cross_entropy_backward(scale - labelled_scale, cache)  # (B, 2)
+        model.backward(dloss=labelled_scale, dseq_relationship_logits=dnsp)
         return {"loss": out.loss, "mlm_loss": out.mlm_loss, "nsp_loss": out.nsp_loss}
 
     return step_fn

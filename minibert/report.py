@@ -2,7 +2,7 @@
 
     describe(model, "sst-2", dev)   task metrics + parameters + forward latency at batch 1 and 32
     results_table(results)          the teacher/student text table the pipeline prints
-    write_results(folder, results)  results.json
+    write_results(folder, results, settings)   results.json, and the model cards (modelcard.py)
 
 Latency here is minibert's own forward pass, measured in-process with medians; the benchmark
 scripts in `bench/` compare against PyTorch. Scores come from `evaluation.py`; this module only
@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
+from .distributed import world
 from .evaluation import evaluate
+from .modelcard import write_model_cards
+from .runfolder import write_text_atomic
 
 
 def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, vocab: int = 1000, seed: int = 0) -> float:
@@ -87,9 +90,17 @@ def summary_line(results: dict, folder) -> str:
             f"{results['speedup_b32']:.1f}x (batch 32) its speed; results in {Path(folder) / 'results.json'}")
 
 
-def write_results(folder, results: dict) -> Path:
-    """results.json in `folder` (created if needed); returns its path."""
+def write_results(folder, results: dict, settings: tuple = ()) -> Path:
+    """results.json in `folder` (created if needed, written atomically); returns its path. In
+    several processes, rank 0 writes it.
+
+    settings: the run's settings dataclasses. Given them, each model folder the results
+    describe (a fine-tuned folder, the pipeline's student and teacher) also gets its model
+    card, README.md (`modelcard.write_model_cards`)."""
     path = Path(folder) / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if not world().is_root:
+        return path
+    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+    if settings:
+        write_model_cards(folder, results, settings)
     return path

@@ -174,6 +174,22 @@ def temp_folder(folder: Path) -> Path:
     return tmp
 
 
+def write_text_atomic(path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary file and a rename: readers see the old
+    file or the new one, never half of one (results.json, model cards, predictions)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_file(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # only when something failed before the rename
+            tmp.unlink()
+    return path
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporaries an interrupted write left in `folder` (and those of `folder` itself
     next to it); call it holding the folder's lock, so none of them can be in use. Returns them."""

@@ -20,13 +20,16 @@ from .config import PRESETS
 from . import data as D
 
 
-def setting(default, help: str, choices=None, metavar: str | None = None):
-    """A dataclass field with its flag help (and allowed values) as metadata."""
+def setting(default, help: str, choices=None, metavar: str | None = None, positional: bool = False):
+    """A dataclass field with its flag help (and allowed values) as metadata; positional: an
+    argument without a --flag (the predict command's texts)."""
     meta = {"help": help}
     if choices is not None:
         meta["choices"] = tuple(choices)
     if metavar is not None:
         meta["metavar"] = metavar
+    if positional:
+        meta["positional"] = True
     return field(default=default, metadata=meta)
 
 
@@ -54,14 +57,27 @@ class ModelSettings:
 
 @dataclass
 class TaskDataSettings:
-    """A GLUE task's examples: which task, where its files are, how much of it, how long (see data.load_task_data)."""
+    """A task's examples: a GLUE task or your own files, where they are, how much, how long (see data.roots)."""
 
-    task: str = setting("sst-2", "GLUE task", choices=D.TASKS)
-    data: str | None = setting(None, "folder with the task's train.tsv and dev.tsv (default: <data root>/SST-2 etc.; "
-                                     "data roots: $MINIBERT_DATA, ./data, ../shared/data)")
-    train_file: str | None = setting(None, "training TSV in the task's format, e.g. augment's train_aug.tsv "
-                                           "(default: <data>/train.tsv)")
-    max_length: int = setting(64, "maximum tokens per example, [CLS] and [SEP] included")
+    task: str | None = setting(None, "GLUE task (default: sst-2, or your own data when --train-file/--dev-file are "
+                                     "given without --task)", choices=D.TASKS)
+    data: str | None = setting(None, "folder with the GLUE task's train.tsv and dev.tsv (default: <data root>/SST-2 "
+                                     "etc.; data roots: $MINIBERT_DATA, ./data, ../shared/data)")
+    train_file: str | None = setting(None, "training file: your own .csv, .tsv (with a header line) or .jsonl, or with "
+                                           "--task a replacement for <data>/train.tsv in the task's layout, e.g. "
+                                           "augment's train_aug.tsv")
+    dev_file: str | None = setting(None, "dev file, as --train-file (default with --task: <data>/dev.tsv; MNLI: "
+                                         "dev_matched.tsv and dev_mismatched.tsv)")
+    text_column: str | None = setting(None, "column of the text (default: the first of text, sentence, sentence1)")
+    text_pair_column: str | None = setting(None, "column of the second text of a pair (default: text_pair next to "
+                                                 "text, sentence2 next to sentence1, else none)")
+    label_column: str | None = setting(None, "column of the label (default: label, else score)")
+    task_type: str = setting("auto", "your own data's labels: auto (integers or words: classification, classes "
+                                     "sorted; decimal scores: regression), classification or regression",
+                             choices=D.files.TASK_TYPES)
+    max_length: int = setting(64, "maximum tokens per example, [CLS] and [SEP] included, at most the model's "
+                                  "max_position_embeddings; longer examples are cut (the longer text of a pair "
+                                  "first) and the log says how many")
     max_train_examples: int = setting(0, "use only the first N training examples; 0: all")
     max_eval_examples: int = setting(0, "use only the first N dev examples; 0: all")
 
@@ -74,7 +90,7 @@ class CorpusSettings:
     """The general (unlabelled) corpus: files, sequence length, passes, held-out documents."""
 
     corpus: list[str] | None = setting(None, "corpus files or folders (default: WikiText-2 + the Gutenberg books)")
-    max_seq_length: int = setting(128, "tokens per sequence")
+    max_seq_length: int = setting(128, "tokens per sequence, at most the model's max_position_embeddings")
     dupe_factor: int = setting(1, "passes over the corpus with different pairings and masks")
     heldout_fraction: float = setting(0.05, "documents held out for evaluation")
 
@@ -113,6 +129,17 @@ class RunOptions:
 
 
 MAPPINGS = ("uniform", "top", "bottom")  # distill.MAPPING_STRATEGIES, spelled out for --help
+# distill.METHODS, spelled out for --help; those with a stage 1 (kd and pkd distil a task's logits)
+METHODS = ("tinybert", "kd", "distilbert", "pkd", "minilm", "minilmv2")
+GENERAL_METHODS = ("tinybert", "distilbert", "minilm", "minilmv2")
+METHOD_HELP = ("distillation method: tinybert (attention-score and hidden-state MSE, then soft cross-entropy), "
+               "kd (Hinton's soft targets, t^2), distilbert (soft targets + cosine of the last hidden states), "
+               "pkd (soft targets + Patient KD's normalised [CLS] states), minilm (last-layer attention and "
+               "value-relation KL, then soft cross-entropy), minilmv2 (query/key/value relation KL with "
+               "--relation-heads, any width or head count, then soft cross-entropy)")
+RELATION_HEADS_HELP = ("minilmv2: relation heads R, which must divide both hidden sizes; 0: the teacher's number "
+                       "of attention heads")
+RELATION_LAYER_HELP = "minilmv2: the teacher layer (1-based) the student's last layer learns from; 0: the last"
 
 
 @dataclass
@@ -124,6 +151,13 @@ class GeneralDistillSettings:
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
     mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
                            choices=MAPPINGS)
+    method: str = setting("tinybert", "stage-1 method: tinybert (attention-score and hidden-state MSE), distilbert "
+                                      "(cosine of the last hidden states), minilm (last-layer attention and "
+                                      "value-relation KL), minilmv2 (query/key/value relation KL with "
+                                      "--relation-heads: any width or head count); kd and pkd have no stage 1",
+                          choices=GENERAL_METHODS)
+    relation_heads: int = setting(0, RELATION_HEADS_HELP)
+    relation_layer: int = setting(0, RELATION_LAYER_HELP)
 
     def __post_init__(self):
         check_choices(self)
@@ -142,8 +176,17 @@ class TaskDistillSettings:
                  "naming the file), or reinit (start the projection afresh, with a log line)",
         choices=("error", "reinit"))
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
-    mapping: str = setting("uniform", "layer mapping", choices=MAPPINGS)
-    temperature: float = setting(1.0, "prediction-layer temperature")
+    mapping: str = setting("uniform", "layer mapping (pkd: uniform is Patient KD's skip, top its last)",
+                           choices=MAPPINGS)
+    method: str = setting("tinybert", METHOD_HELP, choices=METHODS)
+    temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)")
+    alpha: float = setting(1.0, "kd, distilbert, pkd: weight of the soft targets; the gold labels' cross-entropy "
+                                "gets 1 - alpha (1: the teacher alone)")
+    beta: float = setting(1.0, "distilbert: weight of the hidden-state cosine loss; pkd: of the [CLS] patient loss")
+    relation_heads: int = setting(0, RELATION_HEADS_HELP)
+    relation_layer: int = setting(0, RELATION_LAYER_HELP)
+    cache_teacher: bool = setting(True, "compute the frozen teacher's logits once per example and reuse them in later "
+                                        "epochs of the prediction stage (CPU backend)")
     inter_steps: int = setting(0, "intermediate-layer steps; 0: use --inter-epochs")
     inter_epochs: float = setting(0.0, "intermediate-layer epochs; 0 with --inter-steps 0 skips the stage")
     inter_lr: float = setting(5e-5, "intermediate-layer learning rate, constant")
@@ -175,6 +218,8 @@ class TaskDistillSettings:
 
     def __post_init__(self):
         check_choices(self)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"TaskDistillSettings.alpha={self.alpha}: expected a weight in [0, 1]")
 
 
 @dataclass
@@ -200,6 +245,36 @@ class AugmentSettings:
         check_choices(self)
 
 
+@dataclass
+class PredictSettings:
+    """Predictions of a fine-tuned or distilled classifier folder (the predict command; see inference.py)."""
+
+    texts: list[str] | None = setting(None, "texts to classify (or --input)", metavar="TEXT", positional=True)
+    model: str = setting("runs/quick/student", "the classifier's folder (config.json, model.safetensors, vocab.txt)")
+    input: str | None = setting(None, "file of texts: .txt (one per line), or .csv/.tsv (with a header) or .jsonl "
+                                      "holding --text-column", metavar="FILE")
+    output: str | None = setting(None, "write the predictions here: .jsonl (text, label, score, scores by label) or "
+                                       ".tsv (one score_<label> column per class); default: JSON lines on stdout",
+                                 metavar="FILE")
+    text_column: str | None = setting(None, "the column of --input holding the texts (default: the first of text, "
+                                            "sentence, sentence1)")
+    text_pair_column: str | None = setting(None, "the column holding each text's pair, for a pair task (default: "
+                                                 "text_pair next to text, sentence2 next to sentence1, else none)")
+    batch_size: int = setting(32, "texts per forward pass (sorted by length first, so each batch pads little)")
+    max_length: int = setting(0, "maximum tokens per text, [CLS] and [SEP] included; longer texts are cut and "
+                                 "counted; 0: the model's max_position_embeddings (512 for BERT)")
+    progress: bool = setting(True, "a progress bar for --input files")
+    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=("numpy", "cupy"))
+
+    def __post_init__(self):
+        check_choices(self)
+        if self.batch_size < 1:
+            raise ValueError(f"PredictSettings.batch_size must be at least 1, got {self.batch_size}")
+        if self.max_length < 0:
+            raise ValueError(f"PredictSettings.max_length must be 0 (the model's maximum) or more, got "
+                             f"{self.max_length}")
+
+
 # Every settings group, for the command line's tests: each field must be a flag with its help.
 ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, RunOptions,
-       GeneralDistillSettings, TaskDistillSettings, AugmentSettings)
+       GeneralDistillSettings, TaskDistillSettings, AugmentSettings, PredictSettings)

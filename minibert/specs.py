@@ -5,16 +5,17 @@
     "runs/teacher"              a Hugging Face folder (config.json + model.safetensors), loaded
     "teacher:0,2,4"             a student made of those layers of a teacher (DistilBERT-style)
 
-with the tokenizer that goes with them. Which layers to copy, and why the student also takes the
-teacher's classifier, is discussed in `tinybert.py`; reading and writing checkpoint folders is
-`checkpoint.py`'s (via `Model.from_pretrained`). Nothing here trains.
+with the tokenizer that goes with them, and what a classifier's outputs are called (its
+labels, read from and written to config.json). Which layers to copy, and why the student
+also takes the teacher's classifier, is discussed in `tinybert.py`; reading and writing
+checkpoint folders is `checkpoint.py`'s (via `Model.from_pretrained`). Nothing here trains.
 """
 from __future__ import annotations
 
 import sys
 
 from . import data as D
-from .checkpoint import resolve_model_path
+from .checkpoint import load_config, resolve_model_path
 from .config import PRESETS, BertConfig
 from .model import BertForSequenceClassification, BertModel
 from .tokenizer import BertTokenizer
@@ -80,10 +81,40 @@ def student_encoder(spec: str, teacher: BertModel, tokenizer: BertTokenizer, see
     return BertModel.from_pretrained(resolve_model_path(value))
 
 
-def load_teacher(folder_or_name: str, num_labels: int) -> BertForSequenceClassification:
-    """A fine-tuned teacher, in eval mode so that its distillation targets are deterministic."""
+def load_teacher(folder_or_name: str, num_labels: int | None = None) -> BertForSequenceClassification:
+    """A fine-tuned teacher, in eval mode so that its distillation targets are deterministic.
+
+    num_labels None: as many outputs as the folder's config.json names (see model_labels)."""
     teacher = BertForSequenceClassification.from_pretrained(resolve_model_path(folder_or_name), num_labels=num_labels)
     return teacher.eval()
+
+
+def is_classifier_folder(model: str) -> bool:
+    """True when --model names a folder holding a trained sequence classifier (config.json's
+    architectures), whose classes a run must then follow; False for presets, teacher:<layers>
+    and pre-trained encoders such as minilm-l6."""
+    if model in PRESETS or model.startswith("teacher:"):
+        return False
+    config = load_config(resolve_model_path(model))
+    return "BertForSequenceClassification" in config.extra.get("architectures", ())
+
+
+def model_labels(model: BertForSequenceClassification, source: str) -> D.ModelLabels:
+    """What a loaded classifier says about its outputs, for data.match_labels: its class names
+    in id order (config.json's id2label), or None for a regression (one output, as transformers
+    reads num_labels = 1)."""
+    if model.num_labels == 1 or model.config.problem_type == "regression":
+        return D.ModelLabels(None, source)
+    return D.ModelLabels(tuple(model.config.label_names(model.num_labels)), source)
+
+
+def label_classifier(model: BertForSequenceClassification, task: D.TaskSpec) -> BertForSequenceClassification:
+    """Name the model's outputs after the task's classes (config.json's id2label/label2id, or
+    problem_type "regression"), so every later command and transformers' pipeline know them."""
+    if model.num_labels != task.num_labels:
+        raise ValueError(f"the model has {model.num_labels} outputs but task {task.name!r} has {task.num_labels}")
+    model.config.set_labels(task.id2label)
+    return model
 
 
 def copy_classifier(teacher: BertForSequenceClassification, student: BertForSequenceClassification) -> None:

@@ -19,6 +19,12 @@ describes both models; `task_distillation` is stage 2 alone, for models already 
 losses live in `distill.py`, the loop in `trainer.py`, students in `specs.py`, the table in
 `report.py`, flags in `train.py`; the settings' fields (`settings.py`) are the flags' help.
 
+Other methods run through the same stages: `settings.method` (kd, distilbert, pkd, minilm,
+minilmv2; `distill.METHODS`) picks each stage's losses, and a stage the method lacks is skipped
+(kd, distilbert and pkd are one objective, run as the prediction stage). When every teacher
+output a stage reads is small (logits, [CLS] states), the teacher runs once per example and
+later epochs reuse its outputs (`teacher_cache.py`; `cache_teacher`).
+
 Decisions (the reference code's choice in brackets):
 - The teacher runs in eval mode, so its targets are deterministic [dropout left on].
   Distillation targets that change from step to step only add noise to a regression loss.
@@ -50,15 +56,18 @@ import numpy as np
 from . import checkpoint
 from . import data as D
 from .distill import Distiller
+from .distributed import world
 from .evaluation import evaluate, evaluate_mlm
-from .finetune import load_task, train_classifier
+from .finetune import load_task_sets, train_classifier
 from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from .pretrain import pretraining_data
 from .report import compare, describe, write_results
 from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, RunOptions,
                        TaskDataSettings, TaskDistillSettings)
-from .specs import DEFAULT_TEACHER, build_student, load_teacher, load_tokenizer, parse_student_spec, student_encoder
-from .trainer import Trainer, TrainArgs, TrainState
+from .specs import (DEFAULT_TEACHER, build_student, label_classifier, load_teacher, load_tokenizer, model_labels,
+                    parse_student_spec, student_encoder)
+from .teacher_cache import TeacherCache
+from .trainer import Trainer, TrainArgs, TrainState, weighs_labelled_tokens
 
 # Stage 1 reads plain text: pretraining_data with one "masked" token per sequence, which
 # general_batches then puts back (no 80/10/10 corruption reaches the teacher or the student).
@@ -69,26 +78,37 @@ BERT_MASKING = MaskingSettings()  # augmentation's MLM head learns on BERT's own
 # ================================================================================ steps
 
 
-def distill_step(student, teacher, distiller: Distiller, stage: str):
-    """step_fn for the trainer: teacher forward (a constant), student forward, losses, backward."""
-
-    logged = ("pred",) if stage == "prediction" else ("att", "rep")  # the stage's losses, no device sync
+def distill_step(student, teacher, distiller: Distiller, stage: str, cache: TeacherCache | None = None):
+    """step_fn for the trainer: teacher targets (a constant; from `cache` when given), student forward,
+    losses, backward."""
+    logged = logged_losses(distiller, stage)  # read at log steps only: no device sync per step
 
     def step_fn(batch, scale):
         ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-        t_out = teacher(ids, types, mask)
+        t_out = cache(batch) if cache is not None else teacher(ids, types, mask)
         s_out = student(ids, types, mask)
-        losses = distiller(s_out, t_out, stage=stage)
+        losses = distiller(s_out, t_out, stage=stage, attention_mask=mask, labels=batch.get("labels"))
         distiller.backward_into(student, scale)
         return {"loss": losses["total"], **{k: losses[k] for k in logged}}
 
     return step_fn
 
 
+def logged_losses(distiller: Distiller, stage: str) -> list[str]:
+    """The loss values a stage logs: its losses, TinyBERT's hid and emb as their sum "rep" (as its reference logs)."""
+    active = distiller.active(stage)
+    return [k for k in active if k not in ("hid", "emb")] + (["rep"] if {"hid", "emb"} & set(active) else [])
+
+
+def trained_modules(student, distiller: Distiller) -> dict:
+    """What the optimiser trains, by checkpoint prefix: the student, and TinyBERT's fit_dense when the method has it."""
+    return {"": student, **({"distill.": distiller.fit_dense} if distiller.fit_dense is not None else {})}
+
+
 def save_student(folder, student, distiller: Distiller | None, tokenizer) -> None:
-    """The student in Hugging Face layout, plus fit_dense so a later stage can continue it."""
+    """The student in Hugging Face layout, plus fit_dense (when the method has one) so a later stage can continue it."""
     student.save_pretrained(folder, tokenizer=tokenizer)
-    if distiller is not None:
+    if distiller is not None and distiller.fit_dense is not None:
         checkpoint.save_fit_dense(folder, distiller.fit_dense)
 
 
@@ -104,7 +124,8 @@ def general_batches(pre: D.PretrainingData) -> D.PretrainingData:
 
 def heldout_losses(student, teacher, distiller: Distiller, held: D.PretrainingData, batch_size: int,
                    max_batches: int = 10) -> dict:
-    """Mean held-out stage-1 losses (no metric exists before task data): heldout_att, heldout_rep, heldout_total."""
+    """Mean held-out stage-1 losses (no metric exists before task data): heldout_<loss> for the stage's losses
+    (TinyBERT: att and rep), and heldout_total."""
     sums = {}
     batches = D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]
     for idx in batches:
@@ -112,9 +133,9 @@ def heldout_losses(student, teacher, distiller: Distiller, held: D.PretrainingDa
         student.eval()
         s_out = student(b["input_ids"], b["token_type_ids"], b["attention_mask"])
         t_out = teacher(b["input_ids"], b["token_type_ids"], b["attention_mask"])
-        losses = distiller(s_out, t_out, stage="general")
+        losses = distiller(s_out, t_out, stage="general", attention_mask=b["attention_mask"])
         student.train()
-        for k in ("att", "rep", "total"):
+        for k in logged_losses(distiller, "general") + ["total"]:
             sums[k] = sums.get(k, 0.0) + float(losses[k])
     return {f"heldout_{k}": v / len(batches) for k, v in sums.items()}
 
@@ -128,15 +149,17 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
     teacher = BertModel.from_pretrained(checkpoint.resolve_model_path(settings.teacher)).eval()
     tok = load_tokenizer(settings.teacher, settings.vocab)
     student = student_encoder(settings.student, teacher, tok, args.seed)
-    distiller = Distiller(student.config, teacher.config, strategy=settings.mapping, seed=args.seed)
+    distiller = Distiller(student.config, teacher.config, method=settings.method, strategy=settings.mapping,
+                          relation_heads=settings.relation_heads or None, relation_layer=settings.relation_layer or None,
+                          seed=args.seed)
     for m in (teacher, student, distiller):
         m.to(run.device)
     print("building the general corpus ...", file=sys.stderr)
     train, held = pretraining_data(tok, corpus, PLAIN_TEXT, args.seed)
     train, held = general_batches(train), general_batches(held)
     print(f"{len(train)} training sequences of length {corpus.max_seq_length}; student {student.num_parameters():,} "
-          f"parameters, teacher layers {distiller.mapping}", file=sys.stderr)
-    trainer = Trainer(args, {"": student, "distill.": distiller.fit_dense},
+          f"parameters; {settings.method}: {' + '.join(distiller.active('general'))}", file=sys.stderr)
+    trainer = Trainer(args, trained_modules(student, distiller),
                       D.Batcher(train, args.batch_size, seed=args.seed),
                       distill_step(student, teacher, distiller, "general"),
                       lambda: heldout_losses(student, teacher, distiller, held, args.batch_size),
@@ -157,11 +180,12 @@ def mlm_head_step(model):
     would propose mostly frequent words.
     """
 
-    def step_fn(batch, scale):
+    @weighs_labelled_tokens  # the masked-LM loss is a mean over labelled tokens
+    def step_fn(batch, scale, labelled_scale):
         model.bert.eval()
         out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], labels=batch["labels"],
                     only_labelled=True)
-        model.backward(dloss=scale, head_only=True)
+        model.backward(dloss=labelled_scale, head_only=True)
         return {"loss": out.loss}
 
     return step_fn
@@ -187,13 +211,21 @@ SAMPLE_SENTENCES = ("it 's a charming and often affecting journey .", "the plot 
 
 
 def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSettings = CorpusSettings()) -> dict:
-    """TinyBERT data augmentation of the task's train.tsv into <output_dir>/train_aug.tsv.
+    """TinyBERT data augmentation of the task's training file into <output_dir>.
 
-    Uses data.task, data.data and data.max_train_examples. Returns {"file", "rows", "samples"}:
-    samples holds a few augmentations of two fixed sentences, to eyeball the candidates.
+    A GLUE task's train.tsv (or --train-file in its layout) becomes train_aug.tsv in the same
+    layout; your own data (--train-file, read by column names) becomes train_aug.jsonl with the
+    same columns, read back by distill-task with the same column flags. Uses data.task,
+    data.data, data.train_file, the column flags and data.max_train_examples. Returns {"file",
+    "rows", "samples"}: samples holds a few augmentations of two fixed sentences, to eyeball
+    the candidates.
     """
-    from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_tsv  # GloVe loading is slow to import
+    from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_table, augment_tsv  # GloVe: slow import
 
+    columns = D.Columns(data.text_column, data.text_pair_column, data.label_column)
+    files = D.task_files(data.task, data_dir=data.data, train_file=data.train_file, columns=columns)
+    if files.train is None:
+        raise ValueError("augment reads a training file: give --train-file (or --task for a GLUE task's train.tsv)")
     tok = load_tokenizer(settings.teacher, settings.vocab)
     if settings.candidates == "glove":
         mlm = None
@@ -201,23 +233,45 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
         mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.mlm))
     else:
         mlm = train_mlm_head(settings, corpus, tok)
-    task = D.get_task(data.task)
-    src = Path(data.data) if data.data else D.find_data(task.dir, "--data")
-    out = Path(settings.output_dir) / "train_aug.tsv"
     candidates = None if mlm is None else MLMCandidates(mlm, tok, k=settings.k)
     augmenter = Augmenter(candidates, GloveNeighbours(), k=settings.k, p=settings.p, n_aug=settings.n_aug,
                           seed=settings.seed)
-    rows = augment_tsv(task, src / "train.tsv", out, augmenter, max_examples=data.max_train_examples or None,
-                       progress=settings.progress)
+    limit = data.max_train_examples or None
+    if files.by_name(files.train):
+        out = Path(settings.output_dir) / "train_aug.jsonl"
+        rows = augment_table(files.train, out, augmenter, columns, max_examples=limit, progress=settings.progress)
+    else:
+        out = Path(settings.output_dir) / "train_aug.tsv"
+        rows = augment_tsv(files.task, files.train, out, augmenter, max_examples=limit, progress=settings.progress)
     return {"file": str(out), "rows": rows, "samples": {s: augmenter.augment(s)[:4] for s in SAMPLE_SENTENCES}}
 
 
 # ============================================================ stage 2: task distillation
 
 
-def task_distillation(task: str, teacher, student, train: D.EncodedExamples, dev: D.EncodedExamples, tokenizer,
+def task_distiller(student_config, teacher_config, s: TaskDistillSettings) -> Distiller:
+    """The Distiller of a task stage: s.method with its options (Hinton's alpha as the kd/hard weights)."""
+    weights = {"kd": s.alpha, "hard": 1.0 - s.alpha, "cos": s.beta, "pt": s.beta}
+    return Distiller(student_config, teacher_config, method=s.method, strategy=s.mapping, weights=weights,
+                     temperature=s.temperature, relation_heads=s.relation_heads or None,
+                     relation_layer=s.relation_layer or None, seed=s.seed)
+
+
+def prediction_cache(teacher, distiller: Distiller, s: TaskDistillSettings) -> TeacherCache | None:
+    """A TeacherCache for the prediction stage when asked for and possible (small targets, the CPU backend)."""
+    if not s.cache_teacher or not distiller.cacheable("prediction"):
+        return None
+    if s.device != "numpy":
+        print("teacher outputs are not cached on the GPU (a lookup needs the ids on the host)", file=sys.stderr)
+        return None
+    return TeacherCache(teacher, distiller, "prediction")
+
+
+def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.EncodedExamples, dev, tokenizer,
                       settings: TaskDistillSettings, fit_dense_from=None) -> dict:
     """Stage 2: intermediate layers (2a, skipped when no steps or epochs) then the prediction layer (2b).
+
+    dev: the dev set, or dev sets by metric suffix (evaluation.evaluate); the main one selects the student.
 
     Writes <output_dir>/intermediate/, prediction/ (checkpoints, metrics.jsonl, best/) and
     student/ (the best dev checkpoint, which is the student handed over). fit_dense_from: a
@@ -225,20 +279,26 @@ def task_distillation(task: str, teacher, student, train: D.EncodedExamples, dev
     Returns {"best_dev", "history" (the prediction stage's), "folder", "model"}.
     """
     spec = D.get_task(task)
+    label_classifier(student, spec)  # the saved student's config.json names the task's classes
+    for model in (teacher, student):
+        D.check_fits(train, model)  # --max-length against both models' position embeddings
     out = Path(settings.output_dir)
     s = settings
-    distiller = Distiller(student.config, teacher.config, strategy=s.mapping, temperature=s.temperature, seed=s.seed)
-    if fit_dense_from and checkpoint.load_fit_dense(distiller.fit_dense, fit_dense_from,
-                                                    on_mismatch=s.fit_dense_mismatch):
+    distiller = task_distiller(student.config, teacher.config, s)
+    if fit_dense_from and distiller.fit_dense is not None and checkpoint.load_fit_dense(
+            distiller.fit_dense, fit_dense_from, on_mismatch=s.fit_dense_mismatch):
         print(f"fit_dense continues from {fit_dense_from}", file=sys.stderr)
     for m in (teacher, student, distiller):
         m.to(s.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
-    modules = {"": student, "distill.": distiller.fit_dense}
+    modules = trained_modules(student, distiller)
     common = dict(batch_size=s.batch_size, seed=s.seed, progress=s.progress, log_steps=s.log_steps,
                   save_steps=s.save_steps, optimizer=s.optimizer, clip=s.clip, weight_decay=s.weight_decay,
                   overwrite_output_dir=s.overwrite_output_dir, resume_override=s.resume_override)
-    if s.inter_epochs > 0 or s.inter_steps > 0:
+    if (s.inter_epochs > 0 or s.inter_steps > 0) and not distiller.active("intermediate"):
+        print(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used",
+              file=sys.stderr)
+    elif s.inter_epochs > 0 or s.inter_steps > 0:
         args = TrainArgs(output_dir=str(out / "intermediate"), epochs=s.inter_epochs or 1.0, max_steps=s.inter_steps,
                          lr=s.inter_lr, schedule="constant", warmup_ratio=0.0, **common)
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
@@ -247,27 +307,32 @@ def task_distillation(task: str, teacher, student, train: D.EncodedExamples, dev
     args = TrainArgs(output_dir=str(out / "prediction"), epochs=s.pred_epochs or 1.0, max_steps=s.pred_steps,
                      lr=s.pred_lr, schedule="linear", warmup_ratio=0.1, eval_steps=s.eval_steps,
                      metric_for_best=spec.main_metric, **common)
+    cache = prediction_cache(teacher, distiller, s)
     # seed + 1: stage 2b sees the examples in another order than 2a
     trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
-                      distill_step(student, teacher, distiller, "prediction"),
-                      lambda: evaluate(student, spec.name, dev), save, device=s.device)
+                      distill_step(student, teacher, distiller, "prediction", cache),
+                      lambda: evaluate(student, spec, dev), save, device=s.device)
     state = trainer.train(resume=s.resume)
+    if cache is not None:
+        print(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache", file=sys.stderr)
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
-    best.save_pretrained(out / "student", tokenizer=tokenizer)
+    if world().is_root:
+        best.save_pretrained(out / "student", tokenizer=tokenizer)
     return {"best_dev": state.best_metric, "history": state.history, "folder": str(out / "student"), "model": best}
 
 
-def finetune_teacher(task: str, train: D.EncodedExamples, tokenizer, settings: TaskDistillSettings):
+def finetune_teacher(task: str | D.TaskSpec, train: D.EncodedExamples, tokenizer, settings: TaskDistillSettings):
     """The MiniLM-L6 teacher fine-tuned on `train` (teacher_epochs, teacher_lr), saved to <output_dir>/teacher."""
     spec = D.get_task(task)
     teacher = BertForSequenceClassification.from_pretrained(checkpoint.resolve_model_path(DEFAULT_TEACHER),
                                                             num_labels=spec.num_labels)
+    label_classifier(teacher, spec)  # config.json names the classes
     print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples", file=sys.stderr)
     args = TrainArgs(output_dir=str(Path(settings.output_dir) / "teacher"), epochs=settings.teacher_epochs,
                      batch_size=settings.batch_size, lr=settings.teacher_lr, seed=settings.seed,
                      progress=settings.progress, log_steps=settings.log_steps,
                      overwrite_output_dir=settings.overwrite_output_dir, resume_override=settings.resume_override)
-    train_classifier(teacher.to(settings.device), spec.name, train, None, tokenizer, args, resume=settings.resume,
+    train_classifier(teacher.to(settings.device), spec, train, None, tokenizer, args, resume=settings.resume,
                      device=settings.device)
     return teacher.eval()
 
@@ -282,22 +347,23 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings) -> dict:
     t0 = time.perf_counter()
     tok = load_tokenizer(settings.teacher or DEFAULT_TEACHER, settings.vocab)
     if settings.teacher:
-        spec = D.get_task(data.task)
-        teacher = load_teacher(settings.teacher, spec.num_labels)
-        _, train, dev = load_task(data, tok)
+        teacher = load_teacher(settings.teacher)  # its classes and their order come from its config.json
+        spec, train, dev = load_task_sets(data, tok, model=model_labels(teacher, settings.teacher))
     else:
-        spec, train, dev = load_task(data, tok)
-        teacher = finetune_teacher(spec.name, train, tok, settings)
+        spec, train, dev = load_task_sets(data, tok)
+        teacher = finetune_teacher(spec, train, tok, settings)
     student = build_student(settings.student, spec.num_labels, tok, settings.seed, teacher)
     print(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})",
           file=sys.stderr)
     kind, _ = parse_student_spec(settings.student)
-    res = task_distillation(spec.name, teacher, student, train, dev, tok, settings,
+    res = task_distillation(spec, teacher, student, train, dev, tok, settings,
                             fit_dense_from=settings.student if kind == "folder" else None)
-    results = {"task": spec.name, "teacher": describe(teacher, spec.name, dev),
-               "student": describe(res["model"], spec.name, dev),
+    if not world().is_root:  # rank 0 describes both models (their latency wants the machine to itself)
+        return world().broadcast(None)
+    results = {"task": spec.name, "teacher": describe(teacher, spec, dev),
+               "student": describe(res["model"], spec, dev),
                "student_folder": res["folder"], "best_dev": res["best_dev"],
                "wall_s": round(time.perf_counter() - t0, 1)}
     results.update(compare(results["teacher"], results["student"]))
-    write_results(settings.output_dir, results)
-    return results
+    write_results(settings.output_dir, results, (data, settings))  # with the model cards
+    return world().broadcast(results)

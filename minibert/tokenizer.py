@@ -14,6 +14,14 @@ never split (``"a [MASK] b"`` keeps ``[MASK]``), ``[CLS] A [SEP] B [SEP]`` with
 token_type_ids and attention_mask, truncation, padding, batches, decoding and
 character offsets into the original text.
 
+**Truncation, as transformers.** Nothing is cut unless asked: without ``max_length`` a
+text keeps all its tokens, and one longer than ``model_max_length`` (the model's position
+embeddings, 512 for BERT) gets transformers' warning "Token indices sequence length is
+longer than the specified maximum sequence length for this model (N > M)", once per
+tokenizer. Giving ``max_length`` (or ``truncation=True``, which means the model's
+maximum) cuts to it, longest first for pairs; ``return_num_truncated`` says how many
+tokens went, so callers can count what they cut (``minibert.data.encoding`` does).
+
 **Which reference.** We reproduce transformers' pure-Python tokenizer
 (``BertTokenizerLegacy`` in transformers 5.x, ``BertTokenizer`` in 4.x) bit for bit, and
 through it Google's algorithm, with the changes transformers made to it: every Unicode
@@ -68,6 +76,7 @@ import json
 import operator
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -157,7 +166,7 @@ def save_vocab(tokens: Sequence[str] | dict[str, int], path: str | os.PathLike) 
 # ---------------------------------------------------------------------------------------
 
 _TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
-_NO_TRUNCATION = (False, None, "do_not_truncate")
+_NO_TRUNCATION = (False, "do_not_truncate")
 
 
 class BertTokenizer:
@@ -167,7 +176,9 @@ class BertTokenizer:
         vocab: path of a ``vocab.txt`` (one token per line, id = line number), or the
             tokens themselves: a list in id order or a ``token -> id`` dict.
         do_lower_case: lower-case and strip accents (True for ``*-uncased`` models).
-        model_max_length: written to ``tokenizer_config.json``; not used for truncation.
+        model_max_length: the longest input the model takes (its position embeddings), written
+            to ``tokenizer_config.json``: the length ``truncation=True`` cuts to without a
+            ``max_length``, and the one an untruncated text is warned about.
     """
 
     CACHE_SIZE = 1 << 17  # chunks remembered before the cache is cleared
@@ -197,6 +208,7 @@ class BertTokenizer:
         self._special_re = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
         self._cache: dict[str, list[int]] = {}
         self._offset_cache: dict[str, list[tuple[int, int, int]]] = {}
+        self._warned_too_long = False  # transformers warns once per tokenizer
 
     # -- basics ------------------------------------------------------------------------
 
@@ -356,9 +368,9 @@ class BertTokenizer:
 
     # -- model inputs ----------------------------------------------------------------
 
-    def encode(self, text: str, text_pair: str | None = None, max_length: int | None = 128,
-               truncation: str | bool | None = "longest_first", padding: str | bool | None = False,
-               return_offsets: bool = False) -> dict[str, list]:
+    def encode(self, text: str, text_pair: str | None = None, max_length: int | None = None,
+               truncation: str | bool | None = None, padding: str | bool | None = False,
+               return_offsets: bool = False, return_num_truncated: bool = False) -> dict[str, list]:
         """``[CLS] text [SEP]`` or ``[CLS] text [SEP] text_pair [SEP]`` as model inputs.
 
         Returns a dict of lists: ``input_ids``, ``token_type_ids`` (0 up to and including
@@ -369,9 +381,13 @@ class BertTokenizer:
         truncation: "longest_first" (drop one token at a time from the longer sequence,
         the second on ties), "only_first", "only_second", or False / "do_not_truncate"
         (ValueError if the result would exceed ``max_length``); True means
-        "longest_first". padding: False, or "max_length" to pad up to ``max_length``
-        ("longest" is accepted and does nothing for one sequence). ``max_length=None``:
-        no limit.
+        "longest_first". The default, None, is transformers' default: "longest_first"
+        when a ``max_length`` is given, no truncation without one. A strategy without a
+        ``max_length`` cuts to ``model_max_length``. An untruncated input longer than
+        ``model_max_length`` is warned about once per tokenizer (the model would fail on it).
+        padding: False, or "max_length" to pad up to ``max_length`` ("longest" is accepted
+        and does nothing for one sequence). ``return_num_truncated``: also return
+        ``num_truncated_tokens``, how many tokens truncation removed (0: none).
         """
         if return_offsets:
             ids_a, offs_a = self._text_to_ids_offsets(text)
@@ -379,8 +395,18 @@ class BertTokenizer:
         else:
             ids_a = self._text_to_ids(text)
             ids_b = self._text_to_ids(text_pair) if text_pair is not None else None
+        if truncation is None:  # transformers' default: cut only to a max_length the caller gave
+            truncation = "longest_first" if max_length is not None else False
+        elif truncation not in _NO_TRUNCATION and max_length is None:
+            max_length = self.model_max_length  # truncation asked for without a length: the model's
         keep_a, keep_b = self._truncated_lengths(len(ids_a), None if ids_b is None else len(ids_b),
                                                  max_length, truncation)
+        n_tokens = len(ids_a) + (0 if ids_b is None else len(ids_b) + 1) + 2  # untruncated, specials included
+        if max_length is None and n_tokens > self.model_max_length and not self._warned_too_long:
+            self._warned_too_long = True
+            warnings.warn("Token indices sequence length is longer than the specified maximum sequence length "
+                          f"for this model ({n_tokens} > {self.model_max_length}). Running this sequence through "
+                          "the model will result in indexing errors", stacklevel=2)
         cls, sep = self.cls_token_id, self.sep_token_id
         input_ids = [cls] + ids_a[:keep_a] + [sep]
         token_type_ids = [0] * len(input_ids)
@@ -394,6 +420,8 @@ class BertTokenizer:
             if ids_b is not None:
                 offsets += offs_b[:keep_b] + [(0, 0)]
             encoding["offsets"] = offsets
+        if return_num_truncated:
+            encoding["num_truncated_tokens"] = n_tokens - len(input_ids)
         padding = _padding_mode(padding)
         if padding == "max_length":
             if max_length is None:
@@ -460,11 +488,12 @@ class BertTokenizer:
             encoding["offsets"] += [(0, 0)] * n
 
     def batch_encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                     max_length: int | None = 128, truncation: str | bool | None = "longest_first",
+                     max_length: int | None = None, truncation: str | bool | None = None,
                      padding: str | bool | None = "longest", return_offsets: bool = False) -> dict[str, list[list]]:
         """Encode many texts (or pairs); returns a dict of lists of lists.
 
-        padding: "longest" (to the longest in the batch), "max_length", or False (ragged).
+        max_length, truncation: as ``encode`` (no truncation unless asked). padding:
+        "longest" (to the longest in the batch), "max_length", or False (ragged).
         """
         if isinstance(texts, str):
             raise TypeError("batch_encode takes a list of texts; use encode for one text")

@@ -5,10 +5,13 @@
     python -m minibert.train pretrain --model tiny --max-steps 2000 --output-dir runs/pretrain
     python -m minibert.train finetune --task sst-2 --model minilm-l6 --output-dir runs/teacher
     python -m minibert.train evaluate --task sst-2 --model runs/teacher
+    python -m minibert.train predict --model runs/quick/student "a gripping film" "dull"
     python -m minibert.train <command> --help     # every flag, explained
+    mpiexec -n 2 python -m minibert.train finetune ...   # data-parallel: pip install -e ".[mpi]"
 
-Every flag can also come from a JSON or TOML file (`--config run.toml`, keys spelled like
-the flags with underscores); flags given on the command line win over the file.
+Every flag can also come from a JSON or TOML file (`--config run.toml`, before or after the
+command, keys spelled like the flags with underscores); flags given on the command line win
+over the file.
 
 An expected failure (bad data or settings, an unreadable or full disk, a non-finite loss, a
 damaged checkpoint, an output folder in use) prints one line `error: <what>, <where>` and no
@@ -30,14 +33,16 @@ import sys
 from pathlib import Path
 
 from . import data as D
+from . import distributed
 from .finetune import evaluate_folder, finetune
 from .flags import DEFAULTS, UsageError, add_flags, fill_defaults, from_args
+from .inference import predict
 from .interrupts import Interrupted
 from .pretrain import pretrain
 from .report import results_table, summary_line
 from .runfolder import RunFolderError, describe_os_error
 from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, ModelSettings,
-                       RunOptions, TaskDataSettings, TaskDistillSettings, VocabSettings)
+                       PredictSettings, RunOptions, TaskDataSettings, TaskDistillSettings, VocabSettings)
 from .tinybert import augment, general_distillation, pipeline
 from .tokenizer import save_vocab
 from .trainer import TrainArgs, TrainingError
@@ -45,14 +50,17 @@ from .wordpiece_trainer import train_wordpiece_vocab
 
 # The quick pipeline `python -m minibert.train` runs with no arguments: minutes on 2 cores. It is
 # a demonstration, so running it again starts it afresh (--overwrite-output-dir) rather than
-# refusing runs/quick's earlier checkpoints.
-QUICK_PIPELINE = ["pipeline", "--max-train-examples", "4000", "--inter-steps", "150", "--pred-steps", "150",
-                  "--eval-steps", "50", "--output-dir", "runs/quick", "--overwrite-output-dir"]
+# refusing runs/quick's earlier checkpoints. Its student, the teacher's first and last layers, is
+# the one at least 3x faster than the teacher at batch 1 and 32 (README, bench/student_sizes.py).
+QUICK_PIPELINE = ["pipeline", "--student", "teacher:0,5", "--max-train-examples", "4000", "--inter-steps", "150",
+                  "--pred-steps", "150", "--eval-steps", "50", "--output-dir", "runs/quick", "--overwrite-output-dir"]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT = 1, 2, 130  # an interrupted run exits with 128 + the signal's number
 # The failures a user can cause and fix: a one-line message, no traceback (unless --debug).
 EXPECTED = (ValueError, OSError, RunFolderError, TrainingError)  # CheckpointError, UsageError are ValueErrors
 DEBUG_HELP = "show the traceback of an error instead of one line"
+DATA_PARALLEL = ("pretrain", "finetune", "distill-general", "distill-task", "pipeline")  # mpiexec -n N: distributed.py
+CONFIG_HELP = "JSON or TOML file of flag values (flags given here win)"
 
 
 # ============================================================================ commands
@@ -95,6 +103,14 @@ def cmd_augment(a) -> None:
             print("   ", variant)
 
 
+def cmd_predict(a) -> None:
+    settings = from_args(PredictSettings, a)
+    rows = predict(settings)
+    if not settings.output:  # JSON lines on stdout (progress and notes go to stderr)
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+
+
 def cmd_distill_task(a) -> None:
     """distill-task and pipeline: one library function; distill-task's --teacher defaults to a folder."""
     settings = from_args(TaskDistillSettings, a)
@@ -112,14 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, fine-tune, evaluate and distil BERT models written in NumPy. "
                     "With no command, runs the quick TinyBERT pipeline on SST-2.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--config", default=None, help="JSON or TOML file of flag values (flags given here win)")
+    parser.add_argument("--config", default=None, help=CONFIG_HELP)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     def command(name: str, func, helptext: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(func=func)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)  # after the command too
+        # after the command too (SUPPRESS: not given there leaves what was given before it)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        p.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
         return p
 
     p = command("vocab", cmd_vocab, "learn a WordPiece vocabulary from text files")
@@ -150,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("augment", cmd_augment, "TinyBERT data augmentation of a task's train.tsv (masked-LM + GloVe "
                 "candidates)")
-    add_flags(p, TaskDataSettings, "task data", only=("task", "data", "max_train_examples"))
+    add_flags(p, TaskDataSettings, "task data", only=("task", "data", "train_file", "text_column", "text_pair_column",
+                                                      "label_column", "task_type", "max_train_examples"))
     add_flags(p, AugmentSettings, "augmentation")
     add_flags(p, CorpusSettings, "corpus (for the masked-LM head)", dupe_factor=1)
 
@@ -167,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", cmd_evaluate, "evaluate a fine-tuned model on a GLUE dev set")
     add_flags(p, ModelSettings, "model", model="runs/finetune")
     add_flags(p, TaskDataSettings, "task data")
+
+    p = command("predict", cmd_predict, "classify texts (arguments or --input FILE) with a fine-tuned or distilled "
+                "model folder: label, score and every class's score, as JSON lines or TSV")
+    add_flags(p, PredictSettings, "prediction")
     return parser
 
 
@@ -196,7 +219,7 @@ def parse_args(argv=None, parser=None) -> argparse.Namespace:
             key = key.replace("-", "_")
             if key not in known:
                 raise UsageError(f"--config {a.config}: unknown setting {key!r} for '{a.command}'")
-            if getattr(a, key) is None:  # every flag defaults to None: None means not given
+            if getattr(a, key) in (None, []):  # every flag defaults to None (a positional list to []): not given
                 setattr(a, key, value)
     return fill_defaults(a)
 
@@ -211,7 +234,9 @@ def main(argv=None) -> None:
             print("no command given: running the quick TinyBERT pipeline on SST-2 "
                   f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest", file=sys.stderr)
             a = parse_args(QUICK_PIPELINE, parser)
-        a.func(a)
+        with distributed.abort_on_error(EXPECTED):  # under mpiexec: an error on one process ends all, naming it
+            distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints
+            a.func(a)
     except Interrupted as exc:  # a checkpoint was written: say where, exit 128 + the signal
         if debug:
             raise

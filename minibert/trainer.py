@@ -21,7 +21,8 @@ stop names the interval ("loss is not finite between steps 7 and 9"), not the ex
 the steps after it have already been applied in memory; they are never saved, since a
 checkpoint is only written after a read that found every loss finite. A metrics.jsonl line
 carries the values of its own step (the last of the interval): the losses, the learning rate
-and the gradient norm before clipping, as they were before syncs moved to log intervals.
+and the gradient norm before clipping, as they were before syncs moved to log intervals, the
+tokens seen so far and their rate since the loop started, and the number of processes.
 
 No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
 optimizer moments (optimizer.safetensors), in trainer_state.json the step, the data
@@ -44,6 +45,20 @@ Nothing silently wrong (the folder's guards are runfolder.py's, the signals inte
   the labels against its classifier, free disk space for a checkpoint;
 - SIGINT/SIGTERM finish the step, write a checkpoint and raise `interrupts.Interrupted`.
 
+Several processes (`mpiexec -n N`, distributed.py): `batch_size` stays the global batch of one
+micro-batch; each process collates it and keeps its rows (data.batching.shard_batch), so the
+epoch order and the data position (epoch, batch) do not depend on N. Its losses are weighted by
+its share of the global batch: step_fn gets `scale` = 1/grad_accum x its share of the rows, and
+a step_fn marked `weighs_labelled_tokens` also its share of the labelled tokens, so that the
+gradients summed over the processes (one message per step, all gradients being views of one
+flat buffer) are those of the global batch's loss. Parameters are broadcast from rank 0 at the
+start; every process then applies the same update. Rank 0 alone holds the folder's lock,
+checks, evaluates (on the whole evaluation set, while the others wait), logs, shows the bar and
+writes checkpoints, which hold every process's dropout state and the number of processes
+(`world_size`): a resume with the same N continues bit-identically, with another N from the same
+global batch, with a note. Losses and the NaN/Inf check are summed over the processes at the
+read steps, and a stop signal reaching any process stops all of them at the same step.
+
 This module does not read or write tensor files itself (checkpoint.py does, with its header
 validation: a checkpoint that does not fit the model is a `CheckpointError` naming the file
 and the tensor), hold the optimizer's maths (optim.py), or know what a step computes (the
@@ -57,6 +72,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -65,8 +81,10 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm  # plain text bars: in notebooks too, without ipywidgets
 
+from . import distributed
 from .backend import device_of, get_array_module, to_device
 from .checkpoint import CheckpointError, load_tensors, read_header, save_tensors
+from .data.batching import shard_batch
 from .interrupts import Interrupted, StopSignals
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
 from .runfolder import (CHECKPOINT_TMP_PREFIX, RunFolderError, RunLock, check_free_space, checksum_problems,
@@ -107,7 +125,8 @@ class TrainArgs:
     max_steps: int = field(default=0, metadata={"help": "optimizer steps to run; 0 means use --epochs"})
     epochs: float = field(default=1.0, metadata={
         "help": "passes over the training data (fractions allowed) when --max-steps is 0"})
-    batch_size: int = field(default=32, metadata={"help": "examples per micro-batch"})
+    batch_size: int = field(default=32, metadata={"help": (
+        "examples per micro-batch, all processes together (under mpiexec -n N each takes batch_size/N)")})
     grad_accum: int = field(default=1, metadata={
         "help": "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)"})
     lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
@@ -167,6 +186,18 @@ class TrainState:
     overrides: list = field(default_factory=list)  # settings changed on resume: {step, setting, recorded, now}
 
 
+def weighs_labelled_tokens(step_fn: Callable) -> Callable:
+    """Mark a step_fn whose loss is (in part) a mean over labelled tokens, such as the masked LM's.
+
+    The trainer then calls it as `step_fn(batch, scale, labelled_scale)`: `scale` weighs a mean
+    over the batch's rows, `labelled_scale` a mean over its labelled tokens (1/grad_accum x this
+    process's share of the global batch's labelled tokens). In one process they are equal; in
+    several, the processes' rows hold different numbers of labelled tokens.
+    """
+    step_fn.weighs_labelled_tokens = True
+    return step_fn
+
+
 def merged_parameters(modules: dict) -> tuple[dict, dict]:
     """{prefix + name: array} over several modules, e.g. {"": student, "": fit_dense}."""
     params, grads = {}, {}
@@ -205,8 +236,26 @@ class Trainer:
             r = getattr(m, "rng", None)
             if r is not None and all(r is not x for x in self.rngs):
                 self.rngs.append(r)
+        self.world, self.reducer = distributed.world(), None
+        if self.world.size > 1:
+            self._distribute(batcher)
         self.state = TrainState()
         self.out = Path(args.output_dir)
+
+    def _distribute(self, batcher) -> None:
+        """Several processes: check the batch splits, put the gradients in one buffer, seed each process's dropout."""
+        w = self.world
+        rows = getattr(batcher, "batch_size", self.args.batch_size)
+        if rows % w.size:
+            raise ValueError(f"batch_size={rows} does not split evenly over {w.size} processes (--batch-size is the "
+                             f"global batch of all of them): choose a multiple of {w.size}")
+        self.flat_grads = distributed.flatten_gradients(self.modules)  # (n,): one message per step
+        self.params, self.grads = merged_parameters(self.modules)  # the gradients are now views of flat_grads
+        self.reducer = w.reducer(self.device, distributed.reduction_mode())
+        # each process its own dropout masks (rank 0 draws what one process would), from (seed, rank)
+        for i, r in enumerate(self.rngs):
+            if w.rank > 0:
+                r.seed(int(np.random.SeedSequence([self.args.seed, w.rank, i]).generate_state(1)[0]))
 
     @cached_property
     def data_fingerprint(self) -> str | None:
@@ -240,20 +289,39 @@ class Trainer:
         if resume and self.args.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir contradict each other: continue the run in "
                              f"{self.out} or start afresh there, not both")
-        prepare_folder(self.out)
-        with RunLock(self.out), StopSignals() as stop:
-            remove_stale_temporaries(self.out)
-            self._start(resume)
-            self._check_before_first_step()
+        root = self.world.is_root  # rank 0 alone touches the folder; with one process, always
+        if root:
+            prepare_folder(self.out)
+        with RunLock(self.out) if root else nullcontext(), StopSignals() as stop:
+            found = None
+            if root:
+                remove_stale_temporaries(self.out)
+                found = self._start(resume)
+                self._check_before_first_step()
+            if self.world.size > 1:
+                self._join(found)
+            for module in self.modules.values():  # dropout on: a model from from_pretrained arrives in eval mode
+                if hasattr(module, "train"):  # (the loop itself needs only named_parameters/named_gradients)
+                    module.train()
             return self._loop(stop)
 
+    def _join(self, found: tuple[Path, dict] | None) -> None:
+        """Several processes: every one starts from rank 0's checkpoint (`found`) and parameters."""
+        found = self.world.broadcast(found)
+        if found is not None and not self.world.is_root:
+            self._restore(*found)  # the files rank 0 verified: the output folder must be readable by every process
+        flat = distributed.flatten_parameters(self.params)
+        self.reducer.broadcast(flat)
+        distributed.unflatten_parameters(flat, self.params)
+
     def _loop(self, stop: StopSignals) -> TrainState:
-        a, st = self.args, self.state
+        a, st, w = self.args, self.state, self.world
         log_path = self.out / "metrics.jsonl"
-        _truncate_log(log_path, st.step)
+        if w.is_root:
+            _truncate_log(log_path, st.step)
         batches = self._micro_batches()
-        bar = tqdm(total=self.total_steps, initial=st.step, disable=not a.progress, desc="train", unit="step",
-                   dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=st.step, disable=not a.progress or not w.is_root,
+                   desc="train" + w.tag, unit="step", dynamic_ncols=True)
         t0, tokens0 = time.perf_counter(), st.tokens
         last_good = self._latest_checkpoint()
         interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
@@ -261,14 +329,21 @@ class Trainer:
             zero_grads(self.grads)
             losses = {}  # this step's losses, mean over its micro-batches: 0-d float64 arrays, on the device
             for _ in range(a.grad_accum):
-                epoch, k, batch = next(batches)
+                epoch, k, batch = next(batches)  # the global batch, the same on every process
                 st.tokens += int(batch["attention_mask"].sum())  # the host copy of the batch: no sync
-                out = self.step_fn(self._to_device(batch), 1.0 / a.grad_accum)
+                share = shard_batch(batch, w.rank, w.size)  # this process's rows (one process: all)
+                part, scale = self._to_device(share.batch), share.rows / a.grad_accum
+                if getattr(self.step_fn, "weighs_labelled_tokens", False):
+                    out = self.step_fn(part, scale, share.labelled / a.grad_accum)
+                else:
+                    out = self.step_fn(part, scale)
                 for name, v in out.items():
-                    losses[name] = losses.get(name, 0.0) + _device_scalar(v) / a.grad_accum
+                    losses[name] = losses.get(name, 0.0) + _device_scalar(v) * share.rows / a.grad_accum
             for name, v in losses.items():
                 interval[name] = interval.get(name, 0.0) + v  # one NaN/Inf makes the sum NaN/Inf
             st.epoch, st.batch = epoch, k
+            if self.reducer is not None:
+                self.reducer.sum(self.flat_grads)  # the global batch's gradients, on every process
             if a.max_grad_norm > 0:
                 if a.clip == "global":
                     losses["grad_norm"] = clip_grad_norm(self.grads, a.max_grad_norm)  # 0-d, on the device
@@ -282,18 +357,25 @@ class Trainer:
             log = st.step % a.log_steps == 0 or last
             evaluate = bool(self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and not last)
             save = bool(a.save_steps and st.step % a.save_steps == 0 and not last)
-            interrupted = stop.signum is not None and not last  # a finished run ends normally
+            interrupted = w.any(stop.signum is not None) and not last  # a finished run ends normally
             if log or evaluate or save or interrupted:  # the only place the loop reads the device
                 self._stop_if_not_finite(interval, first, last_good, bar)
                 interval, first = {}, st.step + 1
             if log:
-                values = {name: float(v) for name, v in losses.items()}
-                rate = (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)
-                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens_per_s": round(rate, 1), **values}
-                _append_jsonl(log_path, record)
+                shared = [name for name in losses if name != "grad_norm"]  # each process's part of the global loss
+                values = dict(zip(shared, w.sum([float(losses[name]) for name in shared])))
+                if "grad_norm" in losses:
+                    values["grad_norm"] = float(losses["grad_norm"])  # of the summed gradients: the same everywhere
+                rate = (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)  # all processes' tokens
+                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens": st.tokens,
+                          "tokens_per_s": round(rate, 1), **values, "world_size": w.size}
+                if w.is_root:
+                    _append_jsonl(log_path, record)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
             if evaluate:
-                self._evaluate(log_path)
+                if w.is_root:
+                    self._evaluate(log_path)
+                w.wait()
             if save or interrupted:
                 last_good = self.save_checkpoint(last_good)
             if interrupted:
@@ -301,15 +383,19 @@ class Trainer:
                 raise Interrupted(stop.signum, st.step, last_good)
         bar.close()
         if self.eval_fn:
-            self._evaluate(log_path)
+            if w.is_root:
+                self._evaluate(log_path)
+            w.wait()
         self.save_checkpoint(last_good)
-        if self.save_fn:
+        if self.save_fn and w.is_root:
             self.save_fn(self.out)
+        if w.size > 1:  # every process returns rank 0's evaluations, once its files are written
+            st.history, st.best_metric = w.broadcast((st.history, st.best_metric))
         return st
 
     def _stop_if_not_finite(self, interval: dict, first: int, last_good: Path | None, bar) -> None:
         """Raise TrainingError if a loss of steps `first`..now was NaN/Inf (reads each sum once)."""
-        sums = {name: float(v) for name, v in interval.items()}
+        sums = dict(zip(interval, self.world.sum([float(v) for v in interval.values()])))  # over the processes
         if all(math.isfinite(v) for v in sums.values()):
             return
         bar.close()
@@ -323,10 +409,10 @@ class Trainer:
 
     def _evaluate(self, log_path: Path) -> dict:
         metrics = self.eval_fn()
-        st = self.state
+        st, w = self.state, self.world
         st.history.append({"step": st.step, **metrics})
-        _append_jsonl(log_path, {"step": st.step, "eval": metrics})
-        tqdm.write(f"step {st.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        _append_jsonl(log_path, {"step": st.step, "eval": metrics, "world_size": w.size})
+        tqdm.write(f"step {st.step}{w.tag}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         key = self.args.metric_for_best
         if key:
             if key not in metrics:
@@ -338,13 +424,14 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------- before the first step
-    def _start(self, resume: str | None) -> None:
-        """Restore the checkpoint to resume from, or make sure a fresh run mixes with no other."""
+    def _start(self, resume: str | None) -> tuple[Path, dict] | None:
+        """Restore the checkpoint to resume from (and return it), or make sure a fresh run mixes with no other."""
         previous = self._checkpoints()
         if resume:
             folder, state = self._find_checkpoint(resume)
             if folder is not None:
                 self._restore(folder, state)
+                return folder, state
         elif previous and not self.args.overwrite_output_dir:
             raise RunFolderError(
                 f"the output folder holds the checkpoints of another run ({', '.join(p.name for p in previous)}): "
@@ -386,8 +473,12 @@ class Trainer:
         A write that fails (a full disk, a read-only folder) or is interrupted leaves no
         partial folder; the failure is a TrainingError naming the cause and `last_good`.
         """
-        st = self.state
+        st, w = self.state, self.world
         final = self.out / f"checkpoint-{st.step}"
+        rng_states = w.gather([r.get_state() for r in self.rngs])  # every process's dropout state, on rank 0
+        if not w.is_root:
+            w.wait()  # while rank 0 writes
+            return final
         tmp = self.out / f"{CHECKPOINT_TMP_PREFIX}{st.step}-{os.getpid()}"
         try:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -395,9 +486,11 @@ class Trainer:
             save_tensors(tmp / PARAMS_FILE, self.params)
             opt_meta, opt_arrays = self.optimizer.state_dict()
             save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
-            state = {**asdict(st), "optimizer": opt_meta, "rng_states": [r.get_state() for r in self.rngs],
+            state = {**asdict(st), "optimizer": opt_meta, "rng_states": rng_states[0],
                      "args": asdict(self.args), "total_steps": self.total_steps,
-                     "data_fingerprint": self.data_fingerprint}
+                     "data_fingerprint": self.data_fingerprint, "world_size": w.size}
+            if w.size > 1:
+                state["rng_states_by_rank"] = rng_states
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
             write_checksums(tmp, (PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE))
             _fsync_dir(tmp)
@@ -412,6 +505,7 @@ class Trainer:
             raise
         for old in self._checkpoints()[: -self.args.save_total_limit]:
             shutil.rmtree(old, ignore_errors=True)
+        w.wait()
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -439,12 +533,20 @@ class Trainer:
                                   f"fit this run: {exc}") from exc
         for name, p in self.params.items():
             p[...] = to_device(arrays[name], device_of(p))
-        for r, s in zip(self.rngs, state["rng_states"]):
-            r.set_state(s)
+        w, recorded = self.world, state.get("world_size", 1)
+        by_rank = state.get("rng_states_by_rank") or [state["rng_states"]]
+        if w.rank < len(by_rank):  # a process the checkpoint's run did not have keeps its own generators
+            for r, s in zip(self.rngs, by_rank[w.rank]):
+                r.set_state(s)
+        if recorded != w.size and w.is_root:
+            note(f"{folder} was written by {recorded} process{'es' * (recorded > 1)}, this run has {w.size}: it "
+                 f"continues from the same global batch (step {state['step']}, epoch {state['epoch']}, batch "
+                 f"{state['batch']}), but the processes' dropout masks and the order of the sums differ, so it is "
+                 f"not bit-identical to continuing with {recorded}")
         self.state = TrainState(step=state["step"], epoch=state["epoch"], batch=state["batch"],
                                 best_metric=state["best_metric"], tokens=state["tokens"], history=state["history"],
                                 overrides=[*state.get("overrides", []), *overrides])
-        tqdm.write(f"resumed from {folder} at step {self.state.step}")
+        tqdm.write(f"resumed from {folder} at step {self.state.step}{w.tag}")
 
     def _accept_setting_changes(self, folder: Path, state: dict) -> list[dict]:
         """The recorded settings this run changes, as override records; RunFolderError for those not overridden."""

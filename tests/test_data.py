@@ -370,11 +370,21 @@ def test_tasks_registry():
     assert D.get_task("STS_B") is D.get_task(D.TASKS["sts-b"]) is D.TASKS["sts-b"]
     assert D.TASKS["mrpc"].is_pair and not D.TASKS["cola"].is_pair
     assert {k: v.main_metric for k, v in D.TASKS.items()} == {
-        "sst-2": "acc", "cola": "mcc", "mrpc": "acc", "sts-b": "pearson", "rte": "acc", "wnli": "acc"}
+        "sst-2": "acc", "cola": "mcc", "mrpc": "acc", "sts-b": "pearson", "qqp": "acc", "mnli": "acc", "qnli": "acc",
+        "rte": "acc", "wnli": "acc"}
+    assert {k: v.metrics for k, v in D.TASKS.items() if len(v.metrics) > 1} == {  # GLUE's official metrics
+        "mrpc": ("acc", "f1", "acc_and_f1"), "sts-b": ("pearson", "spearman"), "qqp": ("acc", "f1", "acc_and_f1")}
     assert {k: v.dir for k, v in D.TASKS.items()} == {
-        "sst-2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "sts-b": "STS-B", "rte": "RTE", "wnli": "WNLI"}
+        "sst-2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
+        "rte": "RTE", "wnli": "WNLI"}
     assert {k: v.num_labels for k, v in D.TASKS.items() if v.is_regression} == {"sts-b": 1}
-    assert all(v.num_labels == 2 for v in D.TASKS.values() if not v.is_regression)
+    assert {k: v.num_labels for k, v in D.TASKS.items() if v.num_labels > 2} == {"mnli": 3}
+    # class ids in the order of transformers' GLUE processors; readable names for config.json
+    assert D.TASKS["mnli"].label_list == ("contradiction", "entailment", "neutral")
+    assert D.TASKS["qnli"].label_list == D.TASKS["rte"].label_list == ("entailment", "not_entailment")
+    assert D.TASKS["sst-2"].label_list == ("0", "1") and D.TASKS["sst-2"].id2label == ("negative", "positive")
+    assert D.TASKS["wnli"].id2label == ("not_entailment", "entailment")  # GLUE's WNLI: 1 = entailment
+    assert D.TASKS["mnli"].dev_sets == (("dev_matched.tsv", ""), ("dev_mismatched.tsv", "_mm"))
     with pytest.raises(ValueError, match="unknown GLUE task 'mnli2'"):
         D.get_task("mnli2")
     with pytest.raises(ValueError, match="a task named 'sst-2' is already registered"):
@@ -424,7 +434,7 @@ def test_register_a_regression_task(tmp_path, tok, monkeypatch, request):
     assert train.labels.dtype == np.float32 and train.labels.tolist() == [0.5, 3.0]
     assert D.read_glue("toy-sim", folder / "train.tsv")[0].text_b == '"a dog'
     (folder / "bad.tsv").write_text("high\ta\tb\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.tsv:1: label 'high' is not a finite number"):
+    with pytest.raises(ValueError, match=r"bad\.tsv:1: label 'high' is not a number"):
         D.read_glue("toy-sim", folder / "bad.tsv")
     # metrics: predictions (N, 1) or (N,); the main metric selects models
     preds = np.array([[1.0], [3.0], [3.5]])  # ranks 1 2 3 against the labels' 1 3 2
@@ -438,7 +448,9 @@ def test_register_a_regression_task(tmp_path, tok, monkeypatch, request):
 def test_glue_bad_data(tmp_path):
     p = tmp_path / "bad.tsv"
     p.write_text("sentence\tlabel\ngood one\t1\nbad label\t2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.tsv:3: label '2' is not one of \['0', '1'\]"):
+    # a label names its class as the file writes it or by its readable name
+    with pytest.raises(D.UnknownLabelError, match=r"bad\.tsv:3: label '2' is not one of \['0', '1', 'negative', "
+                                                  r"'positive'\]"):
         D.read_glue("sst-2", p)
     p.write_text("sentence\tlabel\ngood one\t1\nno label here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.tsv:3: expected at least 2 tab-separated columns, found 1"):
@@ -729,17 +741,25 @@ def _load_script(name):
     return mod
 
 
+SHARED_GLUE = ("SST-2", "CoLA", "MRPC", "STS-B", "RTE", "WNLI")  # the GLUE tasks ../shared/data holds
+
+
 def test_prepare_glue_copies_and_verifies(data_dir, tmp_path):
     out = tmp_path / "out"
-    r = _run("prepare_glue.py", "--from", data_dir, "--out", out)
+    r = _run("prepare_glue.py", "--from", data_dir, "--out", out, "--only", *SHARED_GLUE)
     assert r.returncode == 0, r.stderr
-    for spec in D.TASKS.values():  # every registered task, in the folder its spec names
-        for split in ("train", "dev"):
-            rel = f"{spec.dir}/{split}.tsv"
-            assert (out / rel).read_bytes() == (data_dir / rel).read_bytes()
+    shared = [spec for spec in D.TASKS.values() if spec.dir in SHARED_GLUE]
+    assert len(shared) == len(SHARED_GLUE)
+    for spec in shared:  # every registered task, in the folder its spec names
+        for name in ["train.tsv"] + [name for name, _ in spec.dev_sets]:
+            assert (out / spec.dir / name).read_bytes() == (data_dir / spec.dir / name).read_bytes()
     assert "sha256 verified" in r.stdout
-    again = _run("prepare_glue.py", "--from", data_dir, "--out", out)
-    assert again.returncode == 0 and again.stdout.count("already present") == 2 * len(D.TASKS)
+    again = _run("prepare_glue.py", "--from", data_dir, "--out", out, "--only", *(t.lower() for t in SHARED_GLUE))
+    assert again.returncode == 0 and again.stdout.count("already present") == 2 * len(SHARED_GLUE)
+    # the other three are not in the shared folder: each is named, nothing else goes wrong
+    r = _run("prepare_glue.py", "--from", data_dir, "--out", out)
+    assert r.returncode == 1 and "7 of 19 file(s) failed" in r.stderr
+    assert "MNLI/dev_mismatched.tsv: not found in --from folder" in r.stderr
 
 
 def test_prepare_detects_corruption(data_dir, tmp_path):
@@ -752,26 +772,32 @@ def test_prepare_detects_corruption(data_dir, tmp_path):
     bad = bytearray((src / "CoLA" / "dev.tsv").read_bytes())
     bad[100] ^= 1
     (src / "CoLA" / "dev.tsv").write_bytes(bytes(bad))
-    r = _run("prepare_glue.py", "--from", src, "--out", out)
-    assert r.returncode == 1
+    r = _run("prepare_glue.py", "--from", src, "--out", out, "--only", *SHARED_GLUE)
+    assert r.returncode == 1 and "1 of 12 file(s) failed" in r.stderr
     assert "checksum mismatch" in r.stderr and "CoLA/dev.tsv" in r.stderr
     assert "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd" in r.stderr
     assert not (out / "CoLA" / "dev.tsv").exists()  # nothing written for the bad file
     assert (out / "CoLA" / "train.tsv").read_bytes() == (data_dir / "CoLA" / "train.tsv").read_bytes()
     (src / "MRPC" / "dev.tsv").unlink()
-    r = _run("prepare_glue.py", "--from", src, "--out", tmp_path / "out2")
+    r = _run("prepare_glue.py", "--from", src, "--out", tmp_path / "out2", "--only", "MRPC")
     assert r.returncode == 1 and "MRPC/dev.tsv: not found in --from folder" in r.stderr
 
 
 def test_prepare_scripts_pin_the_published_checksums(data_dir, tmp_path):
     published = dict(line.split()[::-1] for line in (data_dir / "SHA256SUMS").read_text().splitlines() if line.strip())
-    pinned = {}
+    pinned, archives = {}, {}
     for name in ("prepare_glue", "prepare_wikitext2", "prepare_gutenberg", "prepare_vocab"):
         for f in _load_script(name).FILES:
-            pinned[f.path] = f.sha256
+            if f.sha256 is None:  # pinned by its GLUE archive's published checksum
+                archives[f.path] = f.sources[0].url.rsplit("/", 1)[1]
+            else:
+                pinned[f.path] = f.sha256
         r = _run(f"{name}.py", "--help")
         assert r.returncode == 0 and "--from DIR" in r.stdout and "sha256" in r.stdout
     assert pinned == published
+    assert archives == {"QQP/train.tsv": "QQP-clean.zip", "QQP/dev.tsv": "QQP-clean.zip",
+                        "MNLI/train.tsv": "MNLI.zip", "MNLI/dev_matched.tsv": "MNLI.zip",
+                        "MNLI/dev_mismatched.tsv": "MNLI.zip", "QNLI/train.tsv": "QNLIv2.zip", "QNLI/dev.tsv": "QNLIv2.zip"}
     out = tmp_path / "all"
     for name in ("prepare_wikitext2", "prepare_gutenberg", "prepare_vocab"):
         r = _run(f"{name}.py", "--from", data_dir, "--out", out)

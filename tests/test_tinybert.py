@@ -36,7 +36,7 @@ def test_student_from_teacher_layers_copies_them_exactly():
     # check that running the teacher's layer 1 on the embeddings equals the student's layer 0
     h = teacher.embeddings.forward(ids, np.zeros_like(ids))
     mask = np.zeros((1, 1, 1, 4), dtype=np.float32)
-    expect, _ = teacher.layers[1].forward(h, mask)
+    expect, _, _ = teacher.layers[1].forward(h, mask)
     got = student(ids).hidden_states[1]
     np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="teacher layers"):

@@ -11,6 +11,7 @@
 """
 import json
 import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +328,32 @@ def test_truncation_strategies(tiny):
         tiny.encode(a, b, max_length=2)
     with pytest.raises(ValueError, match="truncation must be"):
         tiny.encode(a, truncation="longest")
+
+
+def test_nothing_is_cut_unless_asked_as_in_transformers(uncased_vocab):
+    """transformers' defaults: no truncation without max_length (a warning, once, past the model's
+    maximum); max_length alone or truncation=True cut, the latter to model_max_length."""
+    ours, rust = BertTokenizer(uncased_vocab), hf_rust(uncased_vocab)
+    long, pair = "a gripping film " * 200, "dull"  # 600 + 1 tokens, + 3 specials
+    with pytest.warns(UserWarning, match=r"^Token indices sequence length is longer than the specified maximum "
+                                         r"sequence length for this model \(604 > 512\)"):
+        enc = ours.encode(long, pair)
+    assert enc["input_ids"] == rust(long, pair)["input_ids"] and len(enc["input_ids"]) == 604
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per tokenizer, as transformers does
+        assert len(ours.batch_encode([long])["input_ids"][0]) == 602
+        short = ours.encode(long, pair, truncation=True, return_num_truncated=True)  # to model_max_length
+        # (the reference was built without a model_max_length: its maximum is given here)
+        assert short["input_ids"] == rust(long, pair, truncation=True, max_length=512)["input_ids"]
+        assert len(short["input_ids"]) == 512 and short["num_truncated_tokens"] == 604 - 512
+        cut = ours.encode(long, max_length=64, return_num_truncated=True)  # max_length alone cuts too
+        assert cut["input_ids"] == rust(long, max_length=64, truncation=True)["input_ids"]
+        assert cut["num_truncated_tokens"] == 602 - 64
+        assert ours.encode(pair, max_length=64, return_num_truncated=True)["num_truncated_tokens"] == 0
+        small = BertTokenizer(uncased_vocab, model_max_length=8)
+        assert len(small.batch_encode([long], truncation=True)["input_ids"][0]) == 8
+    with pytest.warns(UserWarning, match=r"\(11 > 8\)"):
+        small.encode("a gripping film " * 3)  # another tokenizer warns again
 
 
 def test_padding_and_batches(tiny):

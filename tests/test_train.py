@@ -23,7 +23,8 @@ from minibert.train import build_parser, main, parse_args
 from minibert.trainer import TrainArgs
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["vocab", "pretrain", "finetune", "evaluate", "distill-general", "augment", "distill-task", "pipeline"]
+COMMANDS = ["vocab", "pretrain", "finetune", "evaluate", "distill-general", "augment", "distill-task", "pipeline",
+            "predict"]
 
 
 def _cli(out, *extra):
@@ -72,12 +73,12 @@ def test_cli_help_explains_every_command():
 
 
 def _flag_helps() -> dict:
-    """{--flag: [its help in each command that has it]} over every command of the parser."""
+    """{--flag (or a positional's name): [its help in each command that has it]} over every command of the parser."""
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {}
     for p in sub.choices.values():
         for action in p._actions:
-            for flag in action.option_strings:
+            for flag in action.option_strings or [action.dest]:
                 helps.setdefault(flag, []).append(action.help)
     return helps
 
@@ -87,7 +88,7 @@ def test_every_setting_is_a_flag_with_its_help():
     helps = _flag_helps()
     for cls in (*settings.ALL, TrainArgs):
         for f in fields(cls):
-            flag = "--" + f.name.replace("_", "-")
+            flag = f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
             assert flag in helps, f"{cls.__name__}.{f.name} has no flag"
             assert any(h.startswith(f.metadata["help"]) for h in helps[flag]), (cls.__name__, f.name, helps[flag])
 
@@ -131,6 +132,20 @@ def test_config_file_and_overrides(tmp_path):
         parse_args(["--config", str(tmp_path / "bad.json"), "finetune"])
 
 
+def test_config_anywhere_on_the_command_line(tmp_path):
+    (tmp_path / "run.toml").write_text('lr = 0.002\nbatch_size = 8\n')
+    (tmp_path / "p.json").write_text('{"texts": ["from the file"], "batch-size": 4}')
+    config = str(tmp_path / "run.toml")
+    for argv in (["--config", config, "finetune", "--lr", "0.1"], ["finetune", "--config", config, "--lr", "0.1"],
+                 ["finetune", "--lr", "0.1", "--config", config]):
+        a = parse_args(argv)
+        assert (a.lr, a.batch_size, a.config) == (0.1, 8, config), argv  # flags win, the file fills the rest
+    assert parse_args(["predict", "--config", str(tmp_path / "p.json")]).texts == ["from the file"]
+    assert parse_args(["predict", "typed", "--config", str(tmp_path / "p.json")]).texts == ["typed"]
+    with pytest.raises(UsageError, match="unknown setting 'lr' for 'predict'"):
+        parse_args(["predict", "x", "--config", config])
+
+
 def test_clear_errors_for_bad_setups(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "minibert.train", *args], capture_output=True, text=True, cwd=REPO)
@@ -154,3 +169,52 @@ def test_missing_teacher_folder_is_a_clear_error(tmp_path, capsys):
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err and len(err.strip().splitlines()) == 1
+
+
+def _run_cli(*args, cwd=REPO, env=None):
+    return subprocess.run([sys.executable, "-m", "minibert.train", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)
+
+
+def test_augment_then_distill_task_on_a_glue_task_from_the_command_line(tmp_path):
+    """The README's flow at toy size: a teacher, augment's train_aug.tsv in SST-2's layout, distill-task on it."""
+    small = ["--task", "sst-2", "--max-length", "24", "--max-eval-examples", "16"]
+    out = _run_cli("finetune", "--model", "tiny", *small, "--max-train-examples", "32", "--max-steps", "2",
+                   "--progress", "false", "--output-dir", tmp_path / "teacher")
+    assert out.returncode == 0, out.stderr
+    out = _run_cli("augment", "--task", "sst-2", "--candidates", "glove", "--n-aug", "2", "--max-train-examples", "6",
+                   "--progress", "false", "--output-dir", tmp_path / "aug")
+    assert out.returncode == 0, out.stderr
+    aug = tmp_path / "aug" / "train_aug.tsv"
+    assert aug.read_text().startswith("sentence\tlabel\n") and f"rows to {aug}" in out.stdout
+    out = _run_cli("distill-task", *small, "--teacher", tmp_path / "teacher", "--student", "tiny", "--train-file", aug,
+                   "--pred-steps", "2", "--eval-steps", "2", "--batch-size", "4", "--progress", "false",
+                   "--output-dir", tmp_path / "student")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "student" / "student" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}  # SST-2's classes, as the teacher named them
+
+
+def test_your_own_csv_from_the_command_line(tmp_path, data_dir):
+    # run where the data is, as a user would: minibert and the data root by absolute paths
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MINIBERT_DATA": str(data_dir)}
+    rows = [("a fine film", "good"), ("awful, really", "bad"), ("so-so", "meh")] * 4
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f'"{t}",{l}\n' for t, l in rows))
+    (tmp_path / "dev.csv").write_text("text,label\n" + "".join(f'"{t}",{l}\n' for t, l in rows[:3]))
+    out = _run_cli("finetune", "--model", "tiny", "--train-file", "train.csv", "--dev-file", "dev.csv",
+                   "--max-steps", "2", "--progress", "false", "--output-dir", "model", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["label2id"] == {"bad": 0, "good": 1, "meh": 2}
+    out = _run_cli("evaluate", "--model", "model", "--dev-file", "dev.csv", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and json.loads(out.stdout)["examples"] == 3, out.stderr
+    for args, message in [
+        (["evaluate", "--model", "model", "--task", "sst-2"],
+         "model has the labels ['bad', 'good', 'meh'], but task 'sst-2' has ['negative', 'positive'] "
+         "(written ['0', '1'] in its files)"),
+        (["evaluate", "--model", "model", "--dev-file", "train.csv", "--label-column", "stars"],
+         "train.csv: no column 'stars' (--label-column); the columns are 'text', 'label'"),
+        (["finetune", "--model", "tiny", "--train-file", "train.csv", "--output-dir", "x"],
+         "your own data needs --dev-file too (or --task for a GLUE task's dev set)"),
+    ]:
+        out = _run_cli(*args, cwd=tmp_path, env=env)
+        assert out.returncode == 1 and out.stderr.strip() == f"error: {message}", (args, out.stderr)

@@ -10,14 +10,20 @@ the fixed-length `PretrainingData` of `pretraining.py`. The order of an epoch is
 function of (seed, epoch), so a run that saved (epoch, batches done) resumes exactly at
 batch k of epoch e by regenerating the epoch and skipping k batches.
 
+Several processes (distributed.py) share every batch: each collates the same global batch,
+padded as one process would pad it, and keeps its rows (`shard_batch`), so what the model
+computes on a row does not depend on the number of processes.
+
 This does not build the arrays of a batch (each dataset's `collate` does), move them to a
 device (the trainer does, once per batch) or read any file (`corpus.py`, `tasks.py`).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
+
+from ..functional import IGNORE_INDEX
 
 INT_DTYPE = np.int32  # every id, mask and class-label array a dataset hands to a batch
 
@@ -114,3 +120,43 @@ def iterate_batches(dataset, batch_size: int, *, shuffle: bool = True, seed: int
     """Batches of one epoch of `dataset`; shorthand for `Batcher(...).iter_epoch(epoch, start_batch)`."""
     batcher = Batcher(dataset, batch_size, shuffle=shuffle, seed=seed, bucket=bucket, drop_last=drop_last)
     return batcher.iter_epoch(epoch, start_batch)
+
+
+class Shard(NamedTuple):
+    """One process's part of a global batch, and what its losses weigh in the global batch's loss."""
+
+    batch: dict  # this process's rows of every array: (b, ...) of the global (B, ...)
+    rows: float  # b / B: the weight of a mean over rows (0 for a stand-in row, see shard_batch)
+    labelled: float  # this process's labelled tokens / the global batch's: the weight of a mean over them
+
+
+def shard_batch(batch: dict, rank: int, size: int) -> Shard:
+    """Process `rank`'s rows of a global batch among `size` processes, as contiguous as np.array_split cuts them.
+
+    Every array of `batch` has the global batch's rows first, (B, ...). Each process takes
+    B/size rows (the first B mod size processes one more when the batch does not divide, as the
+    last batch of an epoch may not). A loss that is a mean over this process's rows, weighted
+    by `rows`, and summed over the processes is the mean over the global batch; a mean over
+    labelled tokens (labels (B, T) other than IGNORE_INDEX: the masked LM) needs `labelled`.
+    A process left without rows (a last batch smaller than the number of processes) gets
+    the batch's last row with weight 0, so that every process runs the same steps.
+
+    One process: Shard(batch, 1.0, 1.0), the batch itself.
+    """
+    if size == 1:
+        return Shard(batch, 1.0, 1.0)
+    n = len(batch["input_ids"])
+    per, extra = divmod(n, size)  # np.array_split's cut
+    start = rank * per + min(rank, extra)
+    stop = start + per + (rank < extra)
+    rows = (stop - start) / n
+    if start == stop:  # nothing left for this process: a stand-in row, weighted 0
+        start, stop = n - 1, n
+    part = {k: v[start:stop] for k, v in batch.items()}
+    labels = batch.get("labels")
+    if labels is not None and labels.ndim == 2 and rows > 0:
+        total = int(np.count_nonzero(labels != IGNORE_INDEX))
+        labelled = int(np.count_nonzero(part["labels"] != IGNORE_INDEX)) / total if total else rows
+    else:
+        labelled = rows
+    return Shard(part, rows, labelled)

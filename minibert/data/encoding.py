@@ -2,11 +2,17 @@
 
     enc = encode_examples(read_glue("mrpc", path), tok, max_length=64)   # EncodedExamples
     batch = enc.collate([3, 1, 4])    # input_ids, token_type_ids, attention_mask (B, T); labels (B,)
+    note_truncation(enc, "training examples")   # "note: truncated 37 of 3668 training examples to 64 ..."
+    check_fits(enc, model)            # ValueError if max_length is more than the model's positions
 
 Each example becomes `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` through the tokenizer's
 `encode`; rows keep their own length, and `collate` pads a batch only to its longest row
 (dynamic padding), which is what makes length bucketing in `batching.py` pay off. Labels
 are int32 class ids, or float32 scores for a regression task (STS-B).
+
+Truncation is never silent: an example longer than `max_length` is cut (the longer
+sentence of a pair first, `tokenizer.encode`'s "longest_first"), and the encoded set
+counts how many were cut and how long the longest was, for the run to say so in its log.
 
 This does not read files (`tasks.read_glue` gives the examples), split text into pieces
 (`minibert.tokenizer`), or choose which rows form a batch (`batching.py`). Fixed-length
@@ -14,6 +20,7 @@ pre-training rows are `pretraining.PretrainingData`.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -30,13 +37,18 @@ class EncodedExamples:
     """Tokenized examples of variable length: `[CLS] a [SEP] (b [SEP])`, no padding.
 
     input_ids / token_type_ids: lists of N int lists. labels: (N,), float32 when given as
-    floats (a regression task's scores), int32 class ids otherwise.
+    floats (a regression task's scores), int32 class ids otherwise. max_length: the length
+    rows were cut to (None: not cut); num_truncated: how many were; longest: the longest
+    row's length before cutting, in tokens.
     """
 
     input_ids: list
     token_type_ids: list
     labels: np.ndarray
     pad_token_id: int = 0
+    max_length: int | None = None
+    num_truncated: int = 0
+    longest: int = 0
     lengths: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -71,15 +83,46 @@ class EncodedExamples:
         }
 
 
-def encode_examples(examples: Sequence[InputExample], tokenizer, max_length: int = 128) -> EncodedExamples:
+def encode_examples(examples: Sequence[InputExample], tokenizer, max_length: int | None = 64) -> EncodedExamples:
     """Tokenize examples with `tokenizer.encode(text_a, text_b, max_length, truncation=
-    'longest_first', padding=False)`; padding happens later, per batch. Float labels
-    (a regression task's scores) give float32 labels, int labels int32."""
+    'longest_first', padding=False)`, counting the rows cut; padding happens later, per
+    batch. max_length None: no cutting. Float labels (a regression task's scores) give
+    float32 labels, int labels int32."""
     ids, types = [], []
+    num_truncated = longest = 0
     for ex in examples:
-        enc = tokenizer.encode(ex.text_a, ex.text_b, max_length=max_length, truncation="longest_first", padding=False)
-        ids.append(list(enc["input_ids"]))
-        types.append(list(enc["token_type_ids"]))
+        enc = tokenizer.encode(ex.text_a, ex.text_b, max_length=max_length,
+                               truncation="longest_first" if max_length else False, return_num_truncated=True)
+        ids.append(enc["input_ids"])
+        types.append(enc["token_type_ids"])
+        num_truncated += enc["num_truncated_tokens"] > 0
+        longest = max(longest, len(enc["input_ids"]) + enc["num_truncated_tokens"])
     regression = any(isinstance(ex.label, float) for ex in examples)
     labels = np.array([ex.label for ex in examples], dtype=SCORE_DTYPE if regression else INT_DTYPE)  # (N,)
-    return EncodedExamples(ids, types, labels, tokenizer.pad_token_id)
+    return EncodedExamples(ids, types, labels, tokenizer.pad_token_id, max_length, num_truncated, longest)
+
+
+def truncation_note(num_truncated: int, total: int, what: str, max_length: int | None, longest: int) -> str | None:
+    """'truncated 37 of 4000 training examples to 64 tokens (longest 143)', or None when nothing was cut."""
+    if not num_truncated:
+        return None
+    return f"truncated {num_truncated} of {total} {what} to {max_length} tokens (longest {longest})"
+
+
+def note_truncation(encoded: EncodedExamples, what: str, flag: str = "--max-length") -> None:
+    """Say on stderr how many of `encoded` were cut to its max_length, if any (what: "training examples";
+    flag: the setting that raises the limit)."""
+    text = truncation_note(encoded.num_truncated, len(encoded), what, encoded.max_length, encoded.longest)
+    if text:
+        print(f"note: {text}; {flag} sets the limit", file=sys.stderr, flush=True)
+
+
+def check_fits(encoded: EncodedExamples, model, flag: str = "--max-length") -> None:
+    """ValueError if rows of up to encoded.max_length tokens cannot fit the model's position embeddings.
+
+    Checked before training or evaluation starts, so that a length the model cannot take fails
+    at once with both numbers, rather than at the first long row."""
+    positions = model.config.max_position_embeddings
+    if encoded.max_length is not None and encoded.max_length > positions:
+        raise ValueError(f"{flag} {encoded.max_length} is more than the model's {positions} position embeddings "
+                         f"(max_position_embeddings): use {flag} {positions} or less")
