@@ -48,6 +48,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .config import BertConfig
+# the kernels the table joins; CLAMP_THRESHOLD and TinyBERT's pairs are also imported from here (notebook 4)
 from .distill_losses import (CLAMP_THRESHOLD, attention_kl_loss_backward, attention_kl_loss_forward,  # noqa: F401
                              attention_loss_backward, attention_loss_forward, hard_loss_backward, hard_loss_forward,
                              hidden_cosine_loss_backward, hidden_cosine_loss_forward, hidden_loss_backward,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minibert import BertConfig, BertForSequenceClassification, BertModel
+from minibert import BertForSequenceClassification, BertModel
 from minibert import data as D
 from minibert import distill, settings as S
 from minibert import functional as F
