@@ -185,6 +185,7 @@ def world() -> World:
 
 
 _REAL_STDERR = sys.stderr  # where a failing process writes, whatever setup() did to sys.stderr
+ABORT_GRACE_S = 1.0  # seconds between writing the error line and MPI_Abort (see abort_on_error)
 
 
 def setup(device: str = "numpy", parallel: bool = True) -> World:
@@ -252,6 +253,9 @@ def abort_on_error(expected: tuple = ()):
             _REAL_STDERR.write("".join(traceback.format_exception(exc)))
             _REAL_STDERR.write(f"error on {where}: {type(exc).__name__}: {exc}; ending every process\n")
         _REAL_STDERR.flush()
+        # The launcher forwards our stderr through a pipe and MPI_Abort tears its proxies down at
+        # once: on a loaded machine the line above was lost. A short pause lets it be forwarded.
+        time.sleep(ABORT_GRACE_S)
         w.comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
 
 

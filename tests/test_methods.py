@@ -423,7 +423,8 @@ def test_the_cache_serves_exactly_the_teachers_targets_and_keys_by_content():
 
 @pytest.mark.parametrize("method", ["tinybert", "pkd"])
 def test_cached_and_uncached_prediction_stages_train_identical_students(method, tmp_path, capsys):
-    """Three epochs of the prediction stage: the cache computes each example once and changes nothing."""
+    """Three epochs of the prediction stage: the cache computes each example once and changes nothing
+    beyond float32 rounding."""
     rng = np.random.default_rng(1)
     train, dev = equal_length_examples(rng, 24), equal_length_examples(rng, 8)
     weights = []
@@ -435,8 +436,11 @@ def test_cached_and_uncached_prediction_stages_train_identical_students(method, 
         T.task_distillation("sst-2", teacher, student, train, dev, None, settings)
         weights.append(student.named_parameters())
     assert "teacher outputs: 24 computed, 48 reused from the cache" in capsys.readouterr().err
+    # Equal to float32 rounding, not bit for bit: the cache computes a row's teacher logits in
+    # another BLAS batch than the uncached run does, and on some CPUs (AMD EPYC) a row's result
+    # depends on where it sits in the batch (about 1e-11 apart); nine AdamW steps keep that tiny.
     for name in weights[0]:
-        np.testing.assert_array_equal(weights[0][name], weights[1][name], err_msg=name)
+        np.testing.assert_allclose(weights[0][name], weights[1][name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 # ------------------------------------------------------------------------------ the stages
