@@ -45,9 +45,9 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
 from minibert import data as D  # noqa: E402
 from minibert.distill import METHODS  # noqa: E402
 from minibert.evaluation import evaluate  # noqa: E402
-from minibert.finetune import load_task_sets  # noqa: E402
-from minibert.settings import AugmentSettings, TaskDataSettings, TaskDistillSettings  # noqa: E402
-from minibert.specs import DEFAULT_TEACHER, build_student, load_teacher, load_tokenizer  # noqa: E402
+from minibert.finetune import load_task_data  # noqa: E402
+from minibert.settings import AugmentSettings, TaskDataSettings, TaskDistillSettings, TrainArgs  # noqa: E402
+from minibert.specs import DEFAULT_TEACHER, build_student, load_teacher, tokenizer_for  # noqa: E402
 from minibert import tinybert as T  # noqa: E402
 
 STUDENT = "teacher:0,5"
@@ -57,7 +57,7 @@ def task_data(task: str, tok, train_examples: int, eval_examples: int, train_fil
     settings = TaskDataSettings(task=task, train_file=train_file, max_length=64,
                                 max_train_examples=0 if train_file else train_examples,
                                 max_eval_examples=eval_examples)
-    return load_task_sets(settings, tok)
+    return load_task_data(settings, tok)
 
 
 def the_teacher(task: str, tok, args, out: Path):
@@ -67,23 +67,23 @@ def the_teacher(task: str, tok, args, out: Path):
         print(f"== the {task} teacher from {folder}", file=sys.stderr)
         return load_teacher(str(folder))
     spec, train, _ = task_data(task, tok, args.train_examples, args.eval_examples)
-    return T.finetune_teacher(spec, train, tok, TaskDistillSettings(
-        output_dir=str(out / task), teacher_epochs=1.0, seed=args.seed, progress=False, overwrite_output_dir=True))
+    return T.finetune_teacher(spec, train, tok, TaskDistillSettings(teacher_epochs=1.0), TrainArgs(
+        output_dir=str(out / task), seed=args.seed, progress=False, overwrite_output_dir=True))
 
 
 def run_method(method: str, spec, teacher, train, dev, tok, steps: int, out: Path, args) -> dict:
     """One row: distil `method` into a fresh teacher:0,5 student for `steps` optimizer steps."""
-    two_stages = bool(METHODS[method].get("intermediate"))
+    two_stages = bool(METHODS[method].stages.get("intermediate"))
     inter = steps // 2 if two_stages else 0
     student = build_student(STUDENT, spec.num_labels, tok, args.seed, teacher)
-    settings = TaskDistillSettings(method=method, inter_steps=inter, pred_steps=steps - inter, eval_steps=args.eval_steps,
-                                   seed=args.seed, progress=False, log_steps=50, overwrite_output_dir=True,
-                                   output_dir=str(out))
+    settings = TaskDistillSettings(method=method, inter_steps=inter, pred_steps=steps - inter)
+    training = TrainArgs(eval_steps=args.eval_steps, seed=args.seed, progress=False, log_steps=50,
+                         overwrite_output_dir=True, output_dir=str(out))
     t0 = time.perf_counter()
-    res = T.task_distillation(spec, teacher, student, train, dev, tok, settings)
+    res = T.task_distillation(spec, teacher, student, train, dev, tok, settings, training)
     wall = time.perf_counter() - t0
     scores = [h[spec.main_metric] for h in res["history"] if spec.main_metric in h]
-    distiller = T.task_distiller(student.config, teacher.config, settings)  # what each stage ran
+    distiller = T.task_distiller(student.config, teacher.config, settings, args.seed)  # what each stage ran
     losses = " → ".join(" + ".join(distiller.active(s)) for s in ("intermediate", "prediction") if distiller.active(s))
     return {"method": method, "losses": losses, "steps": f"{inter} + {steps - inter}", "best": max(scores),
             "last": scores[-1], "evaluations": len(scores), "wall_s": round(wall, 1)}
@@ -110,7 +110,7 @@ def table(title: str, spec, teacher_score: float, n_dev: int, rows: list[dict]) 
 
 
 def compare_methods(task: str, args, out: Path, steps: int, augment: bool) -> list[str]:
-    tok = load_tokenizer(DEFAULT_TEACHER)
+    tok = tokenizer_for(DEFAULT_TEACHER)
     teacher = the_teacher(task, tok, args, out)
     spec, train, dev = task_data(task, tok, args.train_examples, args.eval_examples)
     teacher_score = evaluate(teacher, spec, dev)[spec.main_metric]
@@ -141,18 +141,18 @@ def compare_methods(task: str, args, out: Path, steps: int, augment: bool) -> li
 def cache_speedup(args, out: Path) -> str:
     """The prediction stage (kd) with and without the teacher cache: medians of alternating runs."""
     task = args.tasks[0]
-    tok = load_tokenizer(DEFAULT_TEACHER)
+    tok = tokenizer_for(DEFAULT_TEACHER)
     teacher = the_teacher(task, tok, args, out)
     spec, train, dev = task_data(task, tok, args.cache_examples, 64)
     times = {True: [], False: []}
     for _ in range(args.cache_repeats):
         for cached in (True, False):
             student = build_student(STUDENT, spec.num_labels, tok, args.seed, teacher)
-            settings = TaskDistillSettings(method="kd", pred_epochs=args.cache_epochs, eval_steps=10 ** 6,
-                                           cache_teacher=cached, seed=args.seed, progress=False,
-                                           overwrite_output_dir=True, output_dir=str(out / task / "cache" / str(cached)))
+            settings = TaskDistillSettings(method="kd", pred_epochs=args.cache_epochs, cache_teacher=cached)
+            training = TrainArgs(eval_steps=10 ** 6, seed=args.seed, progress=False, overwrite_output_dir=True,
+                                 output_dir=str(out / task / "cache" / str(cached)))
             t0 = time.perf_counter()
-            T.task_distillation(spec, teacher, student, train, dev, tok, settings)
+            T.task_distillation(spec, teacher, student, train, dev, tok, settings, training)
             times[cached].append(time.perf_counter() - t0)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     return (f"prediction stage (kd), {len(train):,} examples x {args.cache_epochs} epochs, batch 32, "

@@ -199,15 +199,15 @@ def write_inputs(folder: Path, teacher_config: dict, standin: bool) -> tuple[Pat
 def distill_run(device: str, teacher: Path, sst2: Path, out: Path, steps: int, examples: int, batch: int,
                 student: str) -> dict:
     """`distill-task --teacher <folder> --device <device>` (the library call it makes): 2a then 2b."""
-    from minibert.settings import TaskDataSettings, TaskDistillSettings
+    from minibert.settings import RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs
     from minibert.tinybert import pipeline
 
     data = TaskDataSettings("sst-2", data=str(sst2), max_train_examples=examples, max_eval_examples=64)
-    settings = TaskDistillSettings(teacher=str(teacher), student=student, inter_steps=steps, pred_steps=steps,
-                                   eval_steps=steps, log_steps=max(1, steps // 2), batch_size=batch, device=device,
-                                   output_dir=str(out), progress=False)
+    settings = TaskDistillSettings(teacher=str(teacher), student=student, inter_steps=steps, pred_steps=steps)
+    training = TrainArgs(eval_steps=steps, log_steps=max(1, steps // 2), batch_size=batch, output_dir=str(out),
+                         progress=False)
     t0 = time.perf_counter()
-    pipeline(data, settings)
+    pipeline(data, settings, training, RunOptions(device=device))
     result = {"device": device, "wall_s": time.perf_counter() - t0}
     for stage in ("intermediate", "prediction"):
         logs = [json.loads(line) for line in (out / stage / "metrics.jsonl").read_text().splitlines()]

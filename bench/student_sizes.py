@@ -95,9 +95,9 @@ def probe(folder: str, examples: int = 0) -> None:
     from minibert.evaluation import evaluate
     from minibert.finetune import load_task
     from minibert.settings import TaskDataSettings
-    from minibert.specs import build_student, load_teacher, load_tokenizer
+    from minibert.specs import build_student, load_teacher, tokenizer_for
 
-    tok = load_tokenizer(folder)
+    tok = tokenizer_for(folder)
     _, _, dev = load_task(TaskDataSettings(task="sst-2", max_train_examples=1, max_eval_examples=examples), tok)
     teacher = load_teacher(folder, 2)
     acc = lambda m: 100 * evaluate(m, "sst-2", dev)["acc"]

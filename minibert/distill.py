@@ -1,15 +1,11 @@
-"""Distillation: the layer mapping, TinyBERT's `fit_dense`, the loss table, methods, and the Distiller.
+"""Distillation's losses: the loss table (one named term per loss) and the Distiller that runs a method's.
 
 A *method* names, for each stage, the losses it minimises; a *loss* is one row of the table
 (`LOSSES`): which student output it reads and sends gradients to, which teacher output it
 compares with, and its kernel pair (`distill_losses.py`, where each method's equations are).
 
-    method      general (stage 1)    intermediate (2a)    prediction (2b)
+    method      general (stage 1)    intermediate (2a)    prediction (2b)     (all six: methods.py)
     tinybert    att + hid + emb      att + hid + emb      pred
-    kd          -                    -                    kd (+ hard)
-    distilbert  cos                  -                    kd (+ hard) + cos
-    pkd         -                    -                    kd (+ hard) + pt
-    minilm      att_kl + vr          att_kl + vr          pred
     minilmv2    qq + kk + vv         qq + kk + vv         pred
 
 Stage 1 reads a pre-trained teacher on unlabelled text; 2a and 2b a fine-tuned teacher on
@@ -24,30 +20,35 @@ Patient KD pairs student layers 1..M-1 the same way, its "skip" strategy being t
 mapping and "last" the top one; DistilBERT and MiniLM pair the last layers; MiniLMv2 pairs
 the student's last layer with a chosen teacher layer (`relation_layer`, default the last).
 
-TinyBERT's projection, after the authors' released code (the project's
-shared/docs/tinybert-reference.md, section 1.1): W, b is ONE shared Linear d_S -> d_T
-("fit_dense") applied to every student hidden state, the embedding output included; the
-paper's separate W_e / W_h, or v2 checkpoints' per-layer `fit_denses.{i}`, are available with
-`shared=False`. It runs even when d_S == d_T (a maintainer said so in the reference's #44).
+TinyBERT's projection of every student hidden state to the teacher's width (`FitDense`) and
+the layer mapping live in `layer_matching.py`.
 
-A new loss is one `DistillLoss` entry in `LOSSES`, its kernel pair in `distill_losses.py`
-and a gradient check; a new method is one entry in `METHODS`. The Distiller needs no change.
+From a step to its equation: `Distiller.forward` calls `self.terms[name]`, the loss's named
+function in the table below (`attention_mse`, `soft_targets`, ...) with the Distiller's
+options bound when it was built; its docstring is the equation, and the kernel pair it calls
+(`distill_losses.py`) the derivation and the backward.
+
+A new loss is a named term function and one `DistillLoss` entry in `LOSSES`, its kernel pair
+in `distill_losses.py` and a gradient check; a new method is one `Method` entry in
+`methods.METHODS`. The Distiller needs no change.
 
 Not here: the kernels (`distill_losses.py`, and `functional.py` for the general ones); the
-distillation *runs* (stages, students, data, the trainer: `tinybert.py`); the teacher outputs
-kept across epochs (`teacher_cache.py`).
+methods' registry (`methods.py`); the distillation *runs* (stages, students, data, the
+trainer: `distillation.py`); the teacher outputs kept across epochs (`teacher_cache.py`).
 
 Shapes: B batch, T sequence, NH heads, HS head size, d_S / d_T student / teacher hidden
 size, C classes, M / N student / teacher layers.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .backend import get_array_module
 from .config import BertConfig
+from .errors import DataError
 # the kernels the table joins; CLAMP_THRESHOLD and TinyBERT's pairs are also imported from here (notebook 4)
 from .distill_losses import (CLAMP_THRESHOLD, attention_kl_loss_backward, attention_kl_loss_forward,  # noqa: F401
                              attention_loss_backward, attention_loss_forward, hard_loss_backward, hard_loss_forward,
@@ -55,122 +56,8 @@ from .distill_losses import (CLAMP_THRESHOLD, attention_kl_loss_backward, attent
                              hidden_loss_forward, kd_loss_backward, kd_loss_forward, pkd_loss_backward,
                              pkd_loss_forward, prediction_loss_backward, prediction_loss_forward,
                              relation_kl_loss_backward, relation_kl_loss_forward)
-from .nn import Linear, Module
-
-MAPPING_STRATEGIES = ("uniform", "top", "bottom")
-
-# ----------------------------------------------------------------------- layer mapping
-
-
-def layer_mapping(student_layers: int, teacher_layers: int, strategy: str = "uniform") -> list[int]:
-    """Teacher layer g(m) (1-based) that student layer m = 1..M learns from.
-
-    uniform: g(m) = m * N / M, requiring N mod M == 0 (TinyBERT-4 from BERT-base: 3, 6, 9, 12).
-    top:     the last M teacher layers, g(m) = N - M + m.
-    bottom:  the first M teacher layers, g(m) = m.
-
-    Hidden states pair student index m with teacher index g(m) and the embedding outputs with
-    each other (index 0, g(0) = 0); attention pairs student layer m (list index m - 1) with
-    teacher layer g(m) (list index g(m) - 1).
-    """
-    M, N = student_layers, teacher_layers
-    for name, v in (("student_layers", M), ("teacher_layers", N)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"layer_mapping: {name} must be a positive integer, got {v!r}")
-    if strategy not in MAPPING_STRATEGIES:
-        raise ValueError(f"layer_mapping: unknown strategy {strategy!r}; choose from {MAPPING_STRATEGIES}")
-    if M > N:
-        raise ValueError(f"layer_mapping: the student ({M} layers) cannot have more layers than the teacher ({N})")
-    if strategy == "uniform":
-        if N % M != 0:
-            raise ValueError(f"layer_mapping: uniform mapping needs teacher_layers ({N}) to be a multiple of "
-                             f"student_layers ({M}); use strategy 'top' or 'bottom', or another student depth")
-        k = N // M
-        return [m * k for m in range(1, M + 1)]
-    if strategy == "top":
-        return [N - M + m for m in range(1, M + 1)]
-    return list(range(1, M + 1))  # bottom
-
-
-# ------------------------------------------------------------------------------ fit_dense
-
-
-class FitDense(Module):
-    """The learnable projection d_S -> d_T applied to every student hidden state.
-
-    shared=True (the released code): one Linear named `fit_dense` for all M + 1 states, so
-    the parameters are `fit_dense.weight` (d_T, d_S) and `fit_dense.bias` (d_T,), the keys of
-    a TinyBERT checkpoint. shared=False: one Linear per state, `fit_denses.{i}` for
-    i = 0..M (the v2 general checkpoints; index 0 is the paper's W_e).
-    Weights start N(0, std^2), biases 0. `identity_init=True` (needs d_S == d_T) starts from
-    W = I, b = 0 instead; the projection is still applied and still learns.
-    """
-
-    def __init__(self, student_hidden: int, teacher_hidden: int, num_states: int, shared: bool = True,
-                 std: float = 0.02, seed: int = 0, identity_init: bool = False):
-        super().__init__()
-        if num_states <= 0:
-            raise ValueError(f"FitDense: num_states must be positive, got {num_states}")
-        rng = np.random.default_rng(seed)
-        self.student_hidden, self.teacher_hidden = student_hidden, teacher_hidden
-        self.num_states, self.shared = num_states, shared
-        if shared:
-            self.linears = [self.add("fit_dense", Linear(student_hidden, teacher_hidden, rng, std))]
-        else:
-            self.linears = [self.add(f"fit_denses.{i}", Linear(student_hidden, teacher_hidden, rng, std))
-                            for i in range(num_states)]
-        if identity_init:
-            self.set_identity()
-
-    def set_identity(self) -> "FitDense":
-        """W = I, b = 0 in every projection (needs d_S == d_T)."""
-        if self.student_hidden != self.teacher_hidden:
-            raise ValueError(f"FitDense: an identity projection needs equal hidden sizes, "
-                             f"got student {self.student_hidden} and teacher {self.teacher_hidden}")
-        for lin in self.linears:
-            W = lin.params["weight"]
-            xp = get_array_module(W)
-            W[...] = xp.eye(W.shape[0], dtype=W.dtype)
-            lin.params["bias"][...] = 0
-        return self
-
-    def forward(self, hidden_states):
-        """M+1 x (B, T, d_S) -> M+1 x (B, T, d_T)."""
-        if len(hidden_states) != self.num_states:
-            raise ValueError(f"FitDense: expected {self.num_states} hidden states, got {len(hidden_states)}")
-        if not self.shared:
-            return [lin.forward(h) for lin, h in zip(self.linears, hidden_states)]
-        xp = get_array_module(hidden_states[0])
-        x = xp.stack(hidden_states)  # (M+1, B, T, d_S) one matmul for every state
-        y = self.linears[0].forward(x)  # (M+1, B, T, d_T)
-        return list(y)
-
-    def backward(self, dprojected):
-        """M+1 x (B, T, d_T) (None = no gradient) -> M+1 x (B, T, d_S); accumulates W, b gradients."""
-        if len(dprojected) != self.num_states:
-            raise ValueError(f"FitDense: expected {self.num_states} gradients, got {len(dprojected)}")
-        if not self.shared:
-            out = []
-            for lin, d in zip(self.linears, dprojected):
-                if d is None:
-                    lin._pop_cache()  # this state got no gradient: nothing to accumulate
-                    out.append(None)
-                else:
-                    out.append(lin.backward(d))  # (B, T, d_S)
-            return out
-        lin = self.linears[0]
-        if lin._cache is None:
-            raise RuntimeError("FitDense.backward called before forward (or called twice)")
-        x = lin._cache.x  # (M+1, B, T, d_S)
-        xp = get_array_module(x)
-        shape = x.shape[1:-1] + (self.teacher_hidden,)
-        # y = self.linears[0].forward(stack(hidden_states))
-        dy = xp.stack([xp.zeros(shape, dtype=x.dtype) if d is None else d for d in dprojected])  # (M+1, B, T, d_T)
-        dx = lin.backward(dy)  # (M+1, B, T, d_S)
-        # x = stack(hidden_states)
-        return list(dx)
-
-
+from .methods import MAPPING_STRATEGIES, METHODS, STAGE_LOSSES, STAGES  # noqa: F401 (STAGE_LOSSES: notebook 4)
+from .layer_matching import FitDense, layer_mapping  # noqa: F401 (distill.FitDense, as notebook 4 reads it)
 
 
 # ------------------------------------------------------------------------- the loss table
@@ -196,10 +83,20 @@ class Batch(NamedTuple):
     labels: object  # (B,) gold labels, or None
 
 
+class Options(NamedTuple):
+    """What a loss reads besides tensors, fixed when the Distiller is built (and bound to each term then)."""
+
+    mapping: list | None  # g(m) for m = 1..M, 1-based teacher layers (layer_mapping)
+    temperature: float  # t of pred and kd
+    pred_reduction: str  # pred's "batchmean" or the reference's "mean"
+    relation_heads: int  # MiniLMv2's R
+    relation_layer: int  # MiniLMv2's teacher layer, 1-based
+
+
 class DistillLoss(NamedTuple):
     output: str  # "hidden" | "raw_hidden" | "scores" | "qkv" | "logits"
     target: str | None  # "hidden" | "scores" | "qkv" | "logits" | "cls" | None
-    forward: Callable  # (distiller, student output, teacher target, Batch) -> (0-d loss, cache)
+    forward: Callable  # (student output, teacher target, Batch, Options) -> (0-d loss, cache)
     backward: Callable  # (dloss, cache) -> gradient on the student output (a list for list outputs)
     requires: tuple = ()  # of "heads", "width", "mapping", "relation"
 
@@ -227,34 +124,79 @@ def _one_entry_backward(backward):
     return list_backward
 
 
-def _cosine_last(d, s, t, b):
-    """DistilBERT: the cosine loss between the last hidden states (student index M, teacher N)."""
+# Each term: one method's loss as the equation it computes; its kernel (distill_losses.py) has
+# the derivation and the backward. s: the student output, t: the teacher target, b: the Batch.
+
+def attention_mse(s, t, b, o: Options):
+    """TinyBERT: L_att = sum_m MSE(clamp(A_S^m), clamp(A_T^{g(m)})), A the attention scores."""
+    return attention_loss_forward(s, t, o.mapping)
+
+
+def hidden_mse(s, t, b, o: Options):
+    """TinyBERT: L_hid = sum_m MSE(H_S^m W + b, H_T^{g(m)}), the projected hidden states."""
+    return hidden_loss_forward(s, t, list(enumerate(o.mapping, 1)))
+
+
+def embedding_mse(s, t, b, o: Options):
+    """TinyBERT: L_emb = MSE(E_S W + b, E_T), the projected embedding outputs."""
+    return hidden_loss_forward(s, t, [(0, 0)])
+
+
+def soft_cross_entropy(s, t, b, o: Options):
+    """TinyBERT: L_pred = -sum_c softmax(z_T / t)_c log softmax(z_S / t)_c (MSE for a regression head)."""
+    return prediction_loss_forward(s, t, o.temperature, o.pred_reduction)
+
+
+def soft_targets(s, t, b, o: Options):
+    """Hinton: t^2 CE(softmax(z_T / t), softmax(z_S / t)), weighted alpha (MSE for a regression head)."""
+    return kd_loss_forward(s, t, o.temperature)
+
+
+def hard_targets(s, t, b, o: Options):
+    """Hinton: CE(z_S, y) against the gold labels, weighted 1 - alpha (MSE against the score for regression)."""
+    return hard_loss_forward(s, b.labels)
+
+
+def last_hidden_cosine(s, t, b, o: Options):
+    """DistilBERT: L_cos = (1/n) sum_tokens (1 - cos(h_S, h_T)) on the last hidden states (student M, teacher N)."""
     loss, cache = hidden_cosine_loss_forward(s[-1], t[-1], b.attention_mask)
     return loss, OneEntry(len(s), len(s) - 1, cache)
 
 
-def _attention_kl_last(d, s, t, b):
-    """MiniLM: the attention distributions of the last layers."""
+def last_attention_kl(s, t, b, o: Options):
+    """MiniLM: L_AT = 1/(A_h n) sum_heads sum_tokens KL(A_T || A_S) on the last layers' attention."""
     loss, cache = attention_kl_loss_forward(s[-1], t[-1], b.attention_mask)
     return loss, OneEntry(len(s), len(s) - 1, cache)
 
 
-def _value_relation_last(d, s, t, b):
-    """MiniLM: the value relations of the last layers, one relation head per attention head."""
+def last_value_relation(s, t, b, o: Options):
+    """MiniLM: L_VR = 1/(A_h n) sum_heads sum_tokens KL(VR_T || VR_S), VR = softmax(V V^T / sqrt(d_k)), last layers."""
     v_s, v_t = s[-1][2], t[-1][2]  # (B, NH, T, HS)
     loss, cache = relation_kl_loss_forward(v_s, v_t, b.attention_mask, v_s.shape[1])
     return loss, OneEntry(len(s), len(s) - 1, cache, slot=2)
 
 
-def _relation(slot: int):
-    """MiniLMv2: the relation of queries (0), keys (1) or values (2), student's last layer vs d.relation_layer."""
+def _relation(s, t, b, o: Options, slot: int):
+    """MiniLMv2: L_XX = 1/(R n) sum_r sum_tokens KL(X_T,r || X_S,r), X_r = softmax(A_r A_r^T / sqrt(d_r)), A the
+    queries (slot 0), keys (1) or values (2) cut into R relation heads; the student's last layer vs relation_layer."""
+    loss, cache = relation_kl_loss_forward(s[-1][slot], t[o.relation_layer - 1][slot], b.attention_mask,
+                                           o.relation_heads)
+    return loss, OneEntry(len(s), len(s) - 1, cache, slot)
 
-    def forward(d, s, t, b):
-        loss, cache = relation_kl_loss_forward(s[-1][slot], t[d.relation_layer - 1][slot], b.attention_mask,
-                                               d.relation_heads)
-        return loss, OneEntry(len(s), len(s) - 1, cache, slot)
 
-    return forward
+def query_relation(s, t, b, o: Options):
+    """MiniLMv2: L_QQ, the queries' self-relation (see _relation)."""
+    return _relation(s, t, b, o, 0)
+
+
+def key_relation(s, t, b, o: Options):
+    """MiniLMv2: L_KK, the keys' self-relation (see _relation)."""
+    return _relation(s, t, b, o, 1)
+
+
+def value_relation(s, t, b, o: Options):
+    """MiniLMv2: L_VV, the values' self-relation (see _relation)."""
+    return _relation(s, t, b, o, 2)
 
 
 class CLSCache(NamedTuple):
@@ -264,14 +206,14 @@ class CLSCache(NamedTuple):
     cache: object  # pkd_loss's
 
 
-def _pkd_forward(d, s, t, b):
-    """Patient KD: student layers 1..M-1's [CLS] states against the teacher's (targets "cls")."""
+def patient_cls(s, t, b, o: Options):
+    """Patient KD: L_PT = sum_j (1/B) sum_b || h_S^j / |h_S^j| - h_T^{I(j)} / |h_T^{I(j)}| ||^2 on [CLS], layers 1..M-1."""
     layers = list(range(1, len(s) - 1))
     loss, cache = pkd_loss_forward([s[m][:, 0] for m in layers], t)  # J x (B, d_S)
     return loss, CLSCache(len(s), s[0].shape, layers, cache)
 
 
-def _pkd_backward(dloss, c: CLSCache):
+def _patient_cls_backward(dloss, c: CLSCache):
     grads = [None] * c.size
     for m, g in zip(c.layers, pkd_loss_backward(dloss, c.cache)):
         # cls = s[m][:, 0]: only the [CLS] row of that state gets a gradient
@@ -283,54 +225,30 @@ def _pkd_backward(dloss, c: CLSCache):
 
 LOSSES = {
     # TinyBERT
-    "att": DistillLoss("scores", "scores", lambda d, s, t, b: attention_loss_forward(s, t, d.mapping),
-                       attention_loss_backward, ("heads", "mapping")),
-    "hid": DistillLoss("hidden", "hidden", lambda d, s, t, b: hidden_loss_forward(s, t, list(enumerate(d.mapping, 1))),
-                       hidden_loss_backward, ("mapping",)),
-    "emb": DistillLoss("hidden", "hidden", lambda d, s, t, b: hidden_loss_forward(s, t, [(0, 0)]), hidden_loss_backward),
-    "pred": DistillLoss("logits", "logits",
-                        lambda d, s, t, b: prediction_loss_forward(s, t, d.temperature, d.pred_reduction),
-                        prediction_loss_backward),
+    "att": DistillLoss("scores", "scores", attention_mse, attention_loss_backward, ("heads", "mapping")),
+    "hid": DistillLoss("hidden", "hidden", hidden_mse, hidden_loss_backward, ("mapping",)),
+    "emb": DistillLoss("hidden", "hidden", embedding_mse, hidden_loss_backward),
+    "pred": DistillLoss("logits", "logits", soft_cross_entropy, prediction_loss_backward),
     # Hinton's soft and hard targets (kd, and inside distilbert and pkd)
-    "kd": DistillLoss("logits", "logits", lambda d, s, t, b: kd_loss_forward(s, t, d.temperature), kd_loss_backward),
-    "hard": DistillLoss("logits", None, lambda d, s, t, b: hard_loss_forward(s, b.labels), hard_loss_backward),
+    "kd": DistillLoss("logits", "logits", soft_targets, kd_loss_backward),
+    "hard": DistillLoss("logits", None, hard_targets, hard_loss_backward),
     # DistilBERT, Patient KD
-    "cos": DistillLoss("raw_hidden", "hidden", _cosine_last, _one_entry_backward(hidden_cosine_loss_backward),
+    "cos": DistillLoss("raw_hidden", "hidden", last_hidden_cosine, _one_entry_backward(hidden_cosine_loss_backward),
                        ("width",)),
-    "pt": DistillLoss("raw_hidden", "cls", _pkd_forward, _pkd_backward, ("width", "mapping")),
+    "pt": DistillLoss("raw_hidden", "cls", patient_cls, _patient_cls_backward, ("width", "mapping")),
     # MiniLM, MiniLMv2
-    "att_kl": DistillLoss("scores", "scores", _attention_kl_last, _one_entry_backward(attention_kl_loss_backward),
+    "att_kl": DistillLoss("scores", "scores", last_attention_kl, _one_entry_backward(attention_kl_loss_backward),
                           ("heads",)),
-    "vr": DistillLoss("qkv", "qkv", _value_relation_last, _one_entry_backward(relation_kl_loss_backward), ("heads",)),
-    "qq": DistillLoss("qkv", "qkv", _relation(0), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
-    "kk": DistillLoss("qkv", "qkv", _relation(1), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
-    "vv": DistillLoss("qkv", "qkv", _relation(2), _one_entry_backward(relation_kl_loss_backward), ("relation",)),
+    "vr": DistillLoss("qkv", "qkv", last_value_relation, _one_entry_backward(relation_kl_loss_backward), ("heads",)),
+    "qq": DistillLoss("qkv", "qkv", query_relation, _one_entry_backward(relation_kl_loss_backward), ("relation",)),
+    "kk": DistillLoss("qkv", "qkv", key_relation, _one_entry_backward(relation_kl_loss_backward), ("relation",)),
+    "vv": DistillLoss("qkv", "qkv", value_relation, _one_entry_backward(relation_kl_loss_backward), ("relation",)),
 }
 
 # A Distiller's weights start at 1 (the reference's TinyBERT, and each paper's sum), except
 # these: the gold labels' term runs only when asked for (weights={"hard": 1 - alpha}), since
 # augmented rows carry their source sentence's label, which a word swap may have made wrong.
 DEFAULT_WEIGHTS = {"hard": 0.0}
-
-# TinyBERT's stages: general distillation and task step 1 match the intermediate layers,
-# task step 2 the predictions.
-STAGE_LOSSES = {
-    "general": ("att", "hid", "emb"),
-    "intermediate": ("att", "hid", "emb"),
-    "prediction": ("pred",),
-    "all": ("att", "hid", "emb", "pred"),
-}
-STAGES = tuple(STAGE_LOSSES)
-
-# Each method's losses per stage (a stage it lacks runs nothing; "all" is the union).
-METHODS = {
-    "tinybert": STAGE_LOSSES,  # the same dict: a change to TinyBERT's stages is a change to its method
-    "kd": {"prediction": ("kd", "hard")},
-    "distilbert": {"general": ("cos",), "prediction": ("kd", "hard", "cos")},
-    "pkd": {"prediction": ("kd", "hard", "pt")},
-    "minilm": {"general": ("att_kl", "vr"), "intermediate": ("att_kl", "vr"), "prediction": ("pred",)},
-    "minilmv2": {"general": ("qq", "kk", "vv"), "intermediate": ("qq", "kk", "vv"), "prediction": ("pred",)},
-}
 
 # Teacher targets small enough to keep per example across epochs (teacher_cache.py): O(C) and
 # O(J d_T) numbers an example, where hidden states, scores and q/k/v are O(T d_T) or O(NH T^2).
@@ -369,17 +287,17 @@ class Distiller:
                  fit_dense_identity: bool = False, relation_heads: int | None = None,
                  relation_layer: int | None = None, seed: int = 0):
         if method not in METHODS:
-            raise ValueError(f"Distiller: unknown method {method!r}; choose from {tuple(METHODS)}")
+            raise DataError(f"Distiller: unknown method {method!r}; choose from {tuple(METHODS)}")
         self.method = method
         self.weights = {name: DEFAULT_WEIGHTS.get(name, 1.0) for name in LOSSES}
         for name, w in (weights or {}).items():
             if name not in self.weights:
-                raise ValueError(f"Distiller: unknown loss weight {name!r}; the losses are {tuple(LOSSES)}")
+                raise DataError(f"Distiller: unknown loss weight {name!r}; the losses are {tuple(LOSSES)}")
             self.weights[name] = float(w)
         if temperature <= 0:
-            raise ValueError(f"Distiller: temperature must be positive, got {temperature}")
+            raise DataError(f"Distiller: temperature must be positive, got {temperature}")
         if pred_reduction not in ("batchmean", "mean"):
-            raise ValueError(f"Distiller: pred_reduction must be 'batchmean' or 'mean', got {pred_reduction!r}")
+            raise DataError(f"Distiller: pred_reduction must be 'batchmean' or 'mean', got {pred_reduction!r}")
         self.student_config, self.teacher_config = student_config, teacher_config
         self.temperature, self.pred_reduction = float(temperature), pred_reduction
         M, N = student_config.num_hidden_layers, teacher_config.num_hidden_layers
@@ -388,26 +306,31 @@ class Distiller:
                  for r in ("heads", "width", "mapping", "relation")}
         s_heads, t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
         if needs["heads"] and s_heads != t_heads:
-            raise ValueError(f"Distiller: {', '.join(needs['heads'])} compare attention head by head, so student and "
+            raise DataError(f"Distiller: {', '.join(needs['heads'])} compare attention head by head, so student and "
                              f"teacher need the same number of attention heads; got student {s_heads}, teacher "
                              f"{t_heads} (or set weights={{{needs['heads'][0]!r}: 0}}, or use method 'minilmv2')")
         if needs["width"] and student_config.hidden_size != teacher_config.hidden_size:
-            raise ValueError(f"Distiller: {', '.join(needs['width'])} compare hidden states as they are, so student and "
+            raise DataError(f"Distiller: {', '.join(needs['width'])} compare hidden states as they are, so student and "
                              f"teacher need the same hidden size; got student {student_config.hidden_size}, teacher "
                              f"{teacher_config.hidden_size}")
         self.mapping = layer_mapping(M, N, strategy) if needs["mapping"] else None  # M teacher layers, 1-based
         if "pt" in used and M < 2:
-            raise ValueError("Distiller: Patient KD pairs the student's intermediate layers 1..M-1 with the teacher's; "
+            raise DataError("Distiller: Patient KD pairs the student's intermediate layers 1..M-1 with the teacher's; "
                              "a 1-layer student has none")
         self.relation_heads = relation_heads or t_heads
         self.relation_layer = relation_layer or N
         if needs["relation"]:
             for who, cfg in (("student", student_config), ("teacher", teacher_config)):
                 if self.relation_heads <= 0 or cfg.hidden_size % self.relation_heads:
-                    raise ValueError(f"Distiller: relation_heads={self.relation_heads} must divide the {who}'s hidden "
+                    raise DataError(f"Distiller: relation_heads={self.relation_heads} must divide the {who}'s hidden "
                                      f"size {cfg.hidden_size} (MiniLMv2 cuts each model's width into R relation heads)")
             if not 1 <= self.relation_layer <= N:
-                raise ValueError(f"Distiller: relation_layer={self.relation_layer} is outside the teacher's layers 1..{N}")
+                raise DataError(f"Distiller: relation_layer={self.relation_layer} is outside the teacher's layers 1..{N}")
+        self.options = Options(self.mapping, self.temperature, self.pred_reduction, self.relation_heads,
+                               self.relation_layer)
+        # each term of the method, its options bound: forward calls terms[name](student output, target, batch)
+        self.terms = {name: partial(LOSSES[name].forward, o=self.options) for name in self._method_losses()
+                      if name in LOSSES}
         self.fit_dense = None
         if any(LOSSES[name].output == "hidden" for name in used):
             self.fit_dense = FitDense(student_config.hidden_size, teacher_config.hidden_size, M + 1,
@@ -430,11 +353,11 @@ class Distiller:
         return self.forward(student_out, teacher_out, stage, attention_mask, labels)
 
     def _method_losses(self) -> set:
-        return {name for names in METHODS[self.method].values() for name in names}
+        return {name for names in METHODS[self.method].stages.values() for name in names}
 
     def active(self, stage: str) -> list[str]:
         """The losses `stage` runs: the method's for that stage, weighted nonzero, in the table's order."""
-        stages = METHODS[self.method]
+        stages = METHODS[self.method].stages
         if stage in stages:
             names = stages[stage]
         elif stage == "all":
@@ -444,6 +367,13 @@ class Distiller:
         else:
             raise ValueError(f"Distiller: unknown stage {stage!r}; choose from {STAGES}")
         return [k for k in LOSSES if k in names and self.weights[k] != 0]
+
+    def logged(self, stage: str) -> list[str]:
+        """The loss values `stage` logs: its losses, with those of a sum the method logs (METHODS'
+        log_sums, e.g. TinyBERT's rep = hid + emb) replaced by the sum."""
+        active, sums = self.active(stage), METHODS[self.method].log_sums
+        summed = {k for parts in sums.values() for k in parts}
+        return [k for k in active if k not in summed] + [name for name, parts in sums.items() if set(parts) & set(active)]
 
     def cacheable(self, stage: str) -> bool:
         """Whether every teacher target `stage` reads is small enough to keep per example (SMALL_TARGETS)."""
@@ -508,13 +438,14 @@ class Distiller:
                 # every projected-state loss reads the projection: one fit_dense pass for all of them
                 inputs[loss.output] = self.fit_dense.forward(x) if loss.output == "hidden" else x
             target = targets[loss.target] if loss.target else None
-            values[name], caches[name] = loss.forward(self, inputs[loss.output], target, batch)
+            values[name], caches[name] = self.terms[name](inputs[loss.output], target, batch)  # LOSSES[name].forward
         total = zero
         for name in active:
             total = total + dtype.type(self.weights[name]) * values[name]
         self._caches = caches
         out = {k: xp.asarray(v, dtype=dtype) for k, v in values.items()}
-        out["rep"] = xp.asarray(values["hid"] + values["emb"], dtype=dtype)
+        for name, parts in METHODS[self.method].log_sums.items():  # TinyBERT's "rep" = L_hid + L_emb
+            out[name] = xp.asarray(sum((values[k] for k in parts[1:]), values[parts[0]]), dtype=dtype)
         out["total"] = xp.asarray(total, dtype=dtype)
         return out
 

@@ -164,9 +164,46 @@ def hidden_loss_backward(dloss, cache: HiddenLossCache):
     return grads
 
 
-class PredictionLossCache(NamedTuple):
-    kind: str  # "soft_ce" or "mse"
+class LogitLossCache(NamedTuple):
+    kind: str  # "mse", "soft_ce" or "ce": the kernel pair that ran
     cache: object
+    factor: float = 1.0  # what the kernel's loss was multiplied by (Hinton's t^2)
+
+
+def logit_loss_forward(student_logits, target, classes: str, temperature: float = 1.0, reduction: str = "batchmean"):
+    """The logit losses' one dispatch: MSE for a regression head (one output), else `classes`.
+
+    classes: "soft_ce" (soft cross-entropy against the teacher's logits `target`, temperature t
+    on both sides) or "ce" (cross-entropy against the gold labels `target`, (B,) class ids).
+    With one output the target is the teacher's (B, 1) output or the (B,) gold scores, and
+    temperature and reduction do not apply. Returns (0-d loss, cache).
+    """
+    if student_logits.shape[1] == 1:
+        if target.ndim == 1:  # gold scores (B,) -> (B, 1)
+            target = target.astype(student_logits.dtype)[:, None]
+        loss, cache = K.mse_forward(student_logits, target)
+        return loss, LogitLossCache("mse", cache)
+    if classes == "ce":
+        loss, cache = K.cross_entropy_forward(student_logits, target)
+    else:
+        loss, cache = K.soft_cross_entropy_forward(student_logits, target, temperature, reduction)
+    return loss, LogitLossCache(classes, cache)
+
+
+def logit_loss_backward(dloss, cache: LogitLossCache):
+    """-> dz_S (B, C): the backward of the kernel pair that ran, times its factor."""
+    if cache.kind == "mse":
+        return K.mse_backward(float(dloss), cache.cache)
+    backward = K.cross_entropy_backward if cache.kind == "ce" else K.soft_cross_entropy_backward
+    return backward(float(dloss) * cache.factor, cache.cache)
+
+
+def _check_logit_pair(name: str, student_logits, teacher_logits):
+    """The teacher's logits as the student's dtype, once both are (B, C)."""
+    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"{name}: student and teacher logits must both be (B, C), got "
+                         f"{student_logits.shape} and {teacher_logits.shape}")
+    return teacher_logits.astype(student_logits.dtype, copy=False)
 
 
 def prediction_loss_forward(student_logits, teacher_logits, temperature: float = 1.0, reduction: str = "batchmean"):
@@ -180,31 +217,16 @@ def prediction_loss_forward(student_logits, teacher_logits, temperature: float =
     paper (the reference code's MSE against gold labels is a confirmed bug); the temperature
     and reduction do not apply there. Returns (0-d loss, cache).
     """
-    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"prediction_loss: student and teacher logits must both be (B, C), got "
-                         f"{student_logits.shape} and {teacher_logits.shape}")
-    teacher_logits = teacher_logits.astype(student_logits.dtype, copy=False)
-    if student_logits.shape[1] == 1:
-        loss, cache = K.mse_forward(student_logits, teacher_logits)
-        return loss, PredictionLossCache("mse", cache)
-    loss, cache = K.soft_cross_entropy_forward(student_logits, teacher_logits, temperature, reduction)
-    return loss, PredictionLossCache("soft_ce", cache)
+    teacher_logits = _check_logit_pair("prediction_loss", student_logits, teacher_logits)
+    return logit_loss_forward(student_logits, teacher_logits, "soft_ce", temperature, reduction)
 
 
-def prediction_loss_backward(dloss, cache: PredictionLossCache):
+def prediction_loss_backward(dloss, cache: LogitLossCache):
     """-> dz_S (B, C): (softmax(z_S/t) - softmax(z_T/t)) / (t * n), or 2 (z_S - z_T) / B for regression."""
-    if cache.kind == "mse":
-        return K.mse_backward(float(dloss), cache.cache)
-    return K.soft_cross_entropy_backward(float(dloss), cache.cache)
+    return logit_loss_backward(dloss, cache)
 
 
 # ------------------------------------------------------------------------ soft and hard targets
-
-
-class KDCache(NamedTuple):
-    kind: str  # "soft_ce" or "mse"
-    cache: object
-    factor: float  # t^2 (soft_ce) or 1 (mse)
 
 
 def kd_loss_forward(student_logits, teacher_logits, temperature: float = 1.0):
@@ -213,29 +235,17 @@ def kd_loss_forward(student_logits, teacher_logits, temperature: float = 1.0):
     student_logits, teacher_logits (B, C). With one output (regression): MSE(z_S, z_T), no
     temperature. Returns (0-d loss, cache).
     """
-    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"kd_loss: student and teacher logits must both be (B, C), got "
-                         f"{student_logits.shape} and {teacher_logits.shape}")
-    teacher_logits = teacher_logits.astype(student_logits.dtype, copy=False)
-    if student_logits.shape[1] == 1:
-        loss, cache = K.mse_forward(student_logits, teacher_logits)
-        return loss, KDCache("mse", cache, 1.0)
-    loss, cache = K.soft_cross_entropy_forward(student_logits, teacher_logits, temperature, "batchmean")
-    factor = float(temperature) ** 2
-    return loss * loss.dtype.type(factor), KDCache("soft_ce", cache, factor)
-
-
-def kd_loss_backward(dloss, cache: KDCache):
-    """-> dz_S (B, C) = t^2 (softmax(z_S/t) - softmax(z_T/t)) / (t B); 2 (z_S - z_T) / B for regression."""
+    teacher_logits = _check_logit_pair("kd_loss", student_logits, teacher_logits)
+    loss, cache = logit_loss_forward(student_logits, teacher_logits, "soft_ce", temperature, "batchmean")
     if cache.kind == "mse":
-        return K.mse_backward(float(dloss), cache.cache)
-    # loss = t^2 * soft_cross_entropy
-    return K.soft_cross_entropy_backward(float(dloss) * cache.factor, cache.cache)
+        return loss, cache
+    factor = float(temperature) ** 2
+    return loss * loss.dtype.type(factor), cache._replace(factor=factor)
 
 
-class HardCache(NamedTuple):
-    kind: str  # "ce" or "mse"
-    cache: object
+def kd_loss_backward(dloss, cache: LogitLossCache):
+    """-> dz_S (B, C) = t^2 (softmax(z_S/t) - softmax(z_T/t)) / (t B); 2 (z_S - z_T) / B for regression."""
+    return logit_loss_backward(dloss, cache)  # loss = t^2 * soft_cross_entropy: the factor is in the cache
 
 
 def hard_loss_forward(student_logits, labels):
@@ -245,19 +255,12 @@ def hard_loss_forward(student_logits, labels):
     """
     if labels is None:
         raise ValueError("hard_loss: the hard-label term (alpha < 1) needs the batch's labels")
-    labels = like(labels, student_logits)
-    if student_logits.shape[1] == 1:
-        loss, cache = K.mse_forward(student_logits, labels.astype(student_logits.dtype)[:, None])
-        return loss, HardCache("mse", cache)
-    loss, cache = K.cross_entropy_forward(student_logits, labels)
-    return loss, HardCache("ce", cache)
+    return logit_loss_forward(student_logits, like(labels, student_logits), "ce")
 
 
-def hard_loss_backward(dloss, cache: HardCache):
+def hard_loss_backward(dloss, cache: LogitLossCache):
     """-> dz_S (B, C): (softmax(z_S) - onehot(y)) / B, or 2 (z_S - y) / B for regression."""
-    if cache.kind == "mse":
-        return K.mse_backward(float(dloss), cache.cache)
-    return K.cross_entropy_backward(float(dloss), cache.cache)
+    return logit_loss_backward(dloss, cache)
 
 
 # ------------------------------------------------------------------------ DistilBERT, Patient KD

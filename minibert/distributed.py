@@ -49,6 +49,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .errors import DataError
 from .backend import get_array_module
 from .interrupts import Interrupted
 
@@ -69,7 +70,7 @@ def reduction_mode(environ=os.environ) -> str:
     """MINIBERT_REDUCTION: allreduce (the default) or ordered (bit-identical across runs)."""
     mode = environ.get("MINIBERT_REDUCTION", "allreduce")
     if mode not in REDUCTIONS:
-        raise ValueError(f"MINIBERT_REDUCTION={mode!r}: expected one of {', '.join(REDUCTIONS)}")
+        raise DataError(f"MINIBERT_REDUCTION={mode!r}: expected one of {', '.join(REDUCTIONS)}")
     return mode
 
 
@@ -207,7 +208,7 @@ def setup(device: str = "numpy", parallel: bool = True) -> World:
     if w.size == 1:
         return w
     if not parallel:
-        raise ValueError(f"this command runs in one process, not {w.size}: start it without mpiexec (several "
+        raise DataError(f"this command runs in one process, not {w.size}: start it without mpiexec (several "
                          f"processes share the training commands' batches)")
     _REAL_STDERR = sys.stderr
     if not w.is_root:

@@ -1,6 +1,6 @@
 """Evaluation: a model's predictions and scores on held-out data, in eval mode (no dropout).
 
-    predict(model, dev)                    logits (N, C) of a sequence classifier, in example order
+    predict_encoded(model, dev)                    logits (N, C) of a sequence classifier, in example order
     evaluate(model, "sst-2", dev)          the task's metrics ({"acc": ...}, {"mcc": ...}, ...)
     evaluate(model, spec, {"": m, "_mm": mm})  several dev sets at once: {"acc": ..., "acc_mm": ...}
     evaluate_pretraining(model, held)      masked-LM accuracy and loss, NSP accuracy
@@ -21,7 +21,7 @@ from . import data as D
 from .backend import to_numpy
 
 
-def predict(model, encoded: D.EncodedExamples, batch_size: int = 64) -> np.ndarray:
+def predict_encoded(model, encoded: D.EncodedExamples, batch_size: int = 64) -> np.ndarray:
     """Logits (N, C) float32 for every example of `encoded`, in order, in eval mode."""
     was_training = model.training
     model.eval()
@@ -42,7 +42,7 @@ def evaluate(model, task: str | D.TaskSpec, encoded: D.EncodedExamples | Mapping
     {"": matched, "_mm": mismatched} gives {"acc": ..., "acc_mm": ...}.
     """
     if isinstance(encoded, D.EncodedExamples):
-        return D.compute_metrics(task, predict(model, encoded), encoded.labels)
+        return D.compute_metrics(task, predict_encoded(model, encoded), encoded.labels)
     return {name + suffix: value for suffix, dev in encoded.items()
             for name, value in evaluate(model, task, dev).items()}
 

@@ -310,7 +310,7 @@ def dropout_backward(dout, mask):
 # one block of (batch, head) pairs at a time: its (T, T) matrices stay in cache.
 
 
-class AttentionCache(NamedTuple):
+class FastAttentionCache(NamedTuple):
     q: object  # (B, NH, T, HS)
     k: object
     v: object
@@ -349,12 +349,12 @@ def attention_forward(q, k, v, mask_add, dropout=None):
     for_blocks(block, B * NH, T * T * q.itemsize)
     shape4 = (B, NH, T, T)
     return (context.reshape(B, NH, T, HS), scores.reshape(shape4),
-            AttentionCache(q3, k3, v3, probs, dropout, scale))
+            FastAttentionCache(q3, k3, v3, probs, dropout, scale))
 
 
 def attention_backward(dcontext, cache, dscores_extra=None):
     """dcontext (B, NH, T, HS) [+ dscores_extra (B, NH, T, T)] -> dq, dk, dv."""
-    if not isinstance(cache, AttentionCache):
+    if not isinstance(cache, FastAttentionCache):
         return ref.attention_backward(dcontext, cache, dscores_extra)
     q3, k3, v3, probs, dropout, scale = cache
     B, NH, T, HS = dcontext.shape

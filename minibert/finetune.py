@@ -23,13 +23,13 @@ from .checkpoint import resolve_model_path
 from .evaluation import evaluate
 from .model import BertForSequenceClassification
 from .report import write_results
-from .settings import ModelSettings, RunOptions, TaskDataSettings
+from .settings import ModelSettings, RunOptions, TaskDataSettings, TrainArgs
 from .specs import (DEFAULT_TEACHER, build_model, build_student, is_classifier_folder, label_classifier,
-                    load_tokenizer, model_labels)
-from .trainer import Trainer, TrainArgs, TrainState
+                    tokenizer_for, model_labels)
+from .trainer import Trainer, TrainState
 
 
-def load_task_sets(settings: TaskDataSettings, tokenizer, model: D.ModelLabels | None = None,
+def load_task_data(settings: TaskDataSettings, tokenizer, model: D.ModelLabels | None = None,
                    splits: tuple[str, ...] = ("train", "dev"),
                    ) -> tuple[D.TaskSpec, D.EncodedExamples | None, dict[str, D.EncodedExamples]]:
     """The task's spec, its encoded training set and dev sets ({metric suffix: set}), as the
@@ -48,7 +48,7 @@ def load_task_sets(settings: TaskDataSettings, tokenizer, model: D.ModelLabels |
 
 def load_task(settings: TaskDataSettings, tokenizer) -> tuple[D.TaskSpec, D.EncodedExamples, D.EncodedExamples]:
     """The task's spec and its encoded train and (main) dev sets, as the settings ask."""
-    spec, train, dev = load_task_sets(settings, tokenizer)
+    spec, train, dev = load_task_data(settings, tokenizer)
     return spec, train, dev[""]
 
 
@@ -81,12 +81,12 @@ def finetune(model: ModelSettings, data: TaskDataSettings, args: TrainArgs, run:
     The best dev checkpoint is kept (args.metric_for_best defaults to the task's main metric);
     every dev set is evaluated (MNLI: matched, and mismatched as "<metric>_mm").
     """
-    tok = load_tokenizer(model.model, model.vocab)
+    tok = tokenizer_for(model.model, model.vocab)
     if is_classifier_folder(model.model):  # a fine-tuned classifier goes on learning its own classes
         net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model))
-        spec, train, dev = load_task_sets(data, tok, model=model_labels(net, model.model))
+        spec, train, dev = load_task_data(data, tok, model=model_labels(net, model.model))
     else:
-        spec, train, dev = load_task_sets(data, tok)
+        spec, train, dev = load_task_data(data, tok)
         if model.model.startswith("teacher:"):  # layers of the pre-trained MiniLM (a DistilBERT-style baseline)
             source = BertForSequenceClassification.from_pretrained(resolve_model_path(DEFAULT_TEACHER),
                                                                    num_labels=spec.num_labels)
@@ -115,8 +115,8 @@ def evaluate_folder(model: ModelSettings, data: TaskDataSettings) -> dict:
     does not have are an error naming both. Every dev set is scored (MNLI: "acc" and
     "acc_mm", "examples" and "examples_mm").
     """
-    tok = load_tokenizer(model.model, model.vocab)
+    tok = tokenizer_for(model.model, model.vocab)
     net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model))
-    spec, _, dev = load_task_sets(data, tok, model=model_labels(net, model.model), splits=("dev",))
+    spec, _, dev = load_task_data(data, tok, model=model_labels(net, model.model), splits=("dev",))
     sizes = {f"examples{suffix}": len(examples) for suffix, examples in dev.items()}
     return {"task": spec.name, "model": model.model, **sizes, **evaluate(net, spec, dev)}

@@ -14,7 +14,7 @@ list[str] (one or more values) and `X | None`. A command may override a field's 
 Every flag's argparse default is None, so that a `--config` file can fill exactly the flags the
 command line left out; the real defaults are recorded on the parser and `fill_defaults` puts them in
 afterwards. This module knows no command (that is `train.py`) and no setting (`settings.py`,
-`trainer.TrainArgs`).
+`settings.TrainArgs`).
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ import types
 import typing
 from dataclasses import fields
 
+from .errors import UsageError  # noqa: F401 (flags.UsageError, as before)
+
 DEFAULTS = "_defaults"  # namespace attribute: {field name: the command's default}, filled by add_flags
 
 
-class UsageError(ValueError):
-    """A flag, a --config file or a setting's value that cannot be used (the command line exits with 2)."""
 
 
 def parse_bool(text: str) -> bool:

@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .textfile import read_text
+from .errors import DataError
 from . import checkpoint
 from .backend import to_numpy
 from .data.encoding import EncodedExamples, encode_examples, note_truncation, truncation_note
@@ -80,10 +82,10 @@ class TextClassifier:
                  batch_size: int = 32):
         positions = model.config.max_position_embeddings
         if max_length is not None and not 2 < max_length <= positions:
-            raise ValueError(f"max_length {max_length} must be between 3 and the model's {positions} position "
+            raise DataError(f"max_length {max_length} must be between 3 and the model's {positions} position "
                              "embeddings (max_position_embeddings)")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length or positions
@@ -125,7 +127,7 @@ class TextClassifier:
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts")
         if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(pairs)} text pairs")
+            raise DataError(f"{len(texts)} texts but {len(pairs)} text pairs")
         examples = [InputExample(t, None if pairs is None else pairs[i], 0, i + 1)  # the label is unused
                     for i, t in enumerate(texts)]
         return encode_examples(examples, self.tokenizer, self.max_length)
@@ -157,7 +159,7 @@ class TextClassifier:
         """Logits (N, C) -> scores (N, C): probabilities (softmax, sigmoid) or the raw values ("none")."""
         function = function_to_apply or self.default_function
         if function not in FUNCTIONS:
-            raise ValueError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, not {function!r}")
+            raise DataError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, not {function!r}")
         return _softmax(logits) if function == "softmax" else _sigmoid(logits) if function == "sigmoid" else logits
 
     # --------------------------------------------------------------------------- the pipeline call
@@ -180,7 +182,7 @@ class TextClassifier:
                 texts.append(item["text"])
                 pairs.append(item.get("text_pair"))
             else:
-                raise ValueError('each input must be a text or a {"text": ..., "text_pair": ...} dict, '
+                raise DataError('each input must be a text or a {"text": ..., "text_pair": ...} dict, '
                                  f"got {item!r}")
         scores = self.scores(self.logits(texts, pairs), function_to_apply)
         results = []
@@ -209,23 +211,20 @@ def read_inputs(path, text_column: str | None = None, text_pair_column: str | No
     path = Path(path)
     if path.suffix.lower() == ".txt":
         if text_pair_column:
-            raise ValueError(f"{path}: a .txt file holds one text per line; pairs need a .csv, .tsv or .jsonl file")
+            raise DataError(f"{path}: a .txt file holds one text per line; pairs need a .csv, .tsv or .jsonl file")
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
-        try:
-            lines = path.read_bytes().decode("utf-8-sig").split("\n")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+        lines = read_text(path).split("\n")
         if lines[-1] == "":
             lines.pop()  # the final newline
         if not lines:
-            raise ValueError(f"{path}: no texts")
+            raise DataError(f"{path}: no texts")
         return [line.rstrip("\r") for line in lines], None
     table = read_table(path)
     have = table.columns
     text_column = text_column or next((c for c in TEXT_COLUMNS if c in have), None)
     if text_column is None or text_column not in have:
-        raise ValueError(f"{path}: no text column {text_column or ' or '.join(TEXT_COLUMNS)!r} (--text-column); the "
+        raise DataError(f"{path}: no text column {text_column or ' or '.join(TEXT_COLUMNS)!r} (--text-column); the "
                          f"columns are {', '.join(map(repr, have))}")
     if text_pair_column is None and PAIR_COLUMNS.get(text_column) in have:
         text_pair_column = PAIR_COLUMNS[text_column]
@@ -235,7 +234,7 @@ def read_inputs(path, text_column: str | None = None, text_pair_column: str | No
         for c in columns:
             if not isinstance(row.get(c), str):
                 found = "nothing" if c not in row else repr(row[c])
-                raise ValueError(f"{path}:{line}: column {c!r} holds {found}, not a text")
+                raise DataError(f"{path}:{line}: column {c!r} holds {found}, not a text")
             values[c].append(row[c])
     return values[text_column], (values[text_pair_column] if text_pair_column else None)
 
@@ -259,7 +258,7 @@ def prediction_rows(classifier: TextClassifier, texts: list[str], pairs: list[st
 def check_output(path) -> None:
     """ValueError unless `path` names a format write_predictions writes (checked before predicting)."""
     if Path(path).suffix.lower() not in OUTPUT_FORMATS:
-        raise ValueError(f"--output {path}: unknown format {Path(path).suffix!r}; use {' or '.join(OUTPUT_FORMATS)}")
+        raise DataError(f"--output {path}: unknown format {Path(path).suffix!r}; use {' or '.join(OUTPUT_FORMATS)}")
 
 
 def write_predictions(path, rows: list[dict]) -> Path:
@@ -283,7 +282,7 @@ def predict(settings: PredictSettings) -> list[dict]:
     """The predict command: settings.texts or the rows of settings.input through the classifier in
     settings.model; the rows (see prediction_rows) go to settings.output when given. Returns the rows."""
     if bool(settings.texts) == bool(settings.input):
-        raise ValueError("give texts to classify or --input FILE (one of them)")
+        raise DataError("give texts to classify or --input FILE (one of them)")
     if settings.output:
         check_output(settings.output)
     if settings.texts:

@@ -112,7 +112,7 @@ def front_matter(name: str, task: str, metrics: dict[str, float], tags: list[str
     return "\n".join(lines + ["---", ""])
 
 
-def results_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
+def markdown_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
     """A Markdown table: one row per (name, results entry), dev metrics x 100, sizes, latency if measured."""
     timed = all("latency_ms" in r for _, r in rows)
     head = ["model", *(f"dev {m}" for m in metrics), "parameters", "encoder parameters"]
@@ -203,7 +203,7 @@ def _stage(steps: int, epochs: float) -> str:
 def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]:
     """The distilled student's card and, when the run fine-tuned its teacher, the teacher's."""
     s = _by_type(settings)
-    data, distill = s["TaskDataSettings"], s["TaskDistillSettings"]
+    data, distill, training = s["TaskDataSettings"], s["TaskDistillSettings"], s["TrainArgs"]
     task, teacher, student = results["task"], results["teacher"], results["student"]
     folder = Path(results["student_folder"])
     teacher_folder = Path(distill.teacher) if distill.teacher else out / "teacher"
@@ -218,8 +218,8 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                else "") +
               f"the prediction stage (the teacher's logits as soft targets, temperature {distill.temperature:g}) for "
               f"{_stage(distill.pred_steps, distill.pred_epochs)} at peak learning rate {distill.pred_lr:g}; batch "
-              f"{distill.batch_size}, seed {distill.seed}, layer mapping {distill.mapping}. The student handed over "
-              f"is the best of the dev evaluations (every {distill.eval_steps} steps).")
+              f"{training.batch_size}, seed {training.seed}, layer mapping {distill.mapping}. The student handed over "
+              f"is the best of the dev evaluations (every {training.eval_steps} steps).")
     start = {"teacher": "the teacher's embeddings, classifier and encoder layers "
                         f"{distill.student.split(':', 1)[-1]} (0-based), copied",
              "preset": f"a randomly initialised `{distill.student}`",
@@ -234,7 +234,7 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                "Latency: minibert's forward pass at sequence 64, median of repeats, measured at the end of the run on "
                "the machine that trained it.")
     metric_names = list(dev_metrics(student))
-    table = results_table([(f"teacher (`{teacher_folder}`)", teacher), ("**this model**", student)], metric_names)
+    table = markdown_table([(f"teacher (`{teacher_folder}`)", teacher), ("**this model**", student)], metric_names)
     cards = {folder: card(folder, task, student, f"A {shape} classifier distilled by minibert.", details,
                           table + "\n\n" + summary, command, settings,
                           ["minibert", "bert", "text-classification", "knowledge-distillation", method])}
@@ -242,11 +242,11 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
         t_shape, _, _ = describe_shape(teacher_folder)
         t_details = [f"- **Predicts**: {what_it_predicts(task, labels, regression)}.",
                      f"- **Fine-tuned from**: {MINILM}, {_epochs(distill.teacher_epochs)} at learning rate "
-                     f"{distill.teacher_lr:g}, batch {distill.batch_size}, seed {distill.seed}.", data_line(data),
+                     f"{distill.teacher_lr:g}, batch {training.batch_size}, seed {training.seed}.", data_line(data),
                      f"- **Student**: the teacher of `{folder}`."]
         cards[teacher_folder] = card(teacher_folder, task, teacher, f"A {t_shape} classifier fine-tuned by minibert "
                                      "as a distillation teacher.", t_details,
-                                     results_table([("**this model**", teacher)], metric_names), command, settings,
+                                     markdown_table([("**this model**", teacher)], metric_names), command, settings,
                                      ["minibert", "bert", "text-classification"])
     return cards
 
@@ -277,7 +277,7 @@ def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                    f"- **Fine-tuned from**: {origin}, {length} at learning rate {args.lr:g}, batch "
                    f"{args.batch_size}, seed {args.seed}; this folder holds {which}.",
                    data_line(data), f"- **Run time**: {results['wall_s']:,} s."]
-        table = results_table([("**this model**", {**entry, "params": params, "encoder_params": encoder})],
+        table = markdown_table([("**this model**", {**entry, "params": params, "encoder_params": encoder})],
                               list(dev_metrics(entry)))
         cards[folder] = card(folder, task, entry, f"A {shape} classifier fine-tuned by minibert.", details, table,
                              command, settings, ["minibert", "bert", "text-classification"])

@@ -15,15 +15,16 @@ import sys
 
 import numpy as np
 
+from .errors import DataError
 from . import data as D
 from . import kernels as K
 from .backend import like
 from .evaluation import evaluate_pretraining
 from .report import write_results
 from .model import BertForPreTraining
-from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions
-from .specs import build_model, load_tokenizer
-from .trainer import Trainer, TrainArgs, weighs_labelled_tokens
+from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions, TrainArgs
+from .specs import build_model, tokenizer_for
+from .trainer import Trainer, weighs_labelled_tokens
 
 
 def pretraining_data(tokenizer, corpus: CorpusSettings, masking: MaskingSettings,
@@ -32,7 +33,7 @@ def pretraining_data(tokenizer, corpus: CorpusSettings, masking: MaskingSettings
     paths = corpus.corpus or [D.find_data(d, "--corpus") for d in D.CORPUS_DIRS]
     docs = D.read_corpus(paths)
     if len(docs) < 4:
-        raise ValueError(f"the corpus has {len(docs)} documents; pre-training needs at least 4")
+        raise DataError(f"the corpus has {len(docs)} documents; pre-training needs at least 4")
     order = np.random.default_rng(seed).permutation(len(docs))
     n_held = max(2, int(round(corpus.heldout_fraction * len(docs))))
     held = [docs[i] for i in order[:n_held]]
@@ -71,7 +72,7 @@ def pretraining_step(model):
 def pretrain(model: ModelSettings, corpus: CorpusSettings, masking: MaskingSettings, args: TrainArgs,
              run: RunOptions = RunOptions()) -> dict:
     """Pre-train the model `model.model` names (a preset: from scratch); write results.json; return its content."""
-    tok = load_tokenizer(model.model, model.vocab)
+    tok = tokenizer_for(model.model, model.vocab)
     print("building pre-training instances ...", file=sys.stderr)
     train, held = pretraining_data(tok, corpus, masking, args.seed)
     print(f"{len(train)} training and {len(held)} held-out instances of length {corpus.max_seq_length}",

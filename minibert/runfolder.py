@@ -14,12 +14,12 @@ file left by a dead run is taken over with a note, and a live holder is never mi
 dead one because its pid was reused. It is also released (and the file removed) on exit.
 
 This module also names the temporary files and folders every writer uses (`temp_file`,
-`temp_folder`: checkpoint.py's save_tensors and save_pretrained, trainer.py's checkpoint
+`temp_folder`: checkpoint.py's save_tensors and save_pretrained, run_checkpoints.py's checkpoint
 folders), so `remove_stale_temporaries` knows them all, and gives what is written the user's
 normal permissions (`set_default_mode`: safetensors creates its files 0600, mkdtemp 0700).
 
-It does not know what a checkpoint holds (trainer.py) or how a tensor file is laid out
-(checkpoint.py); it imports nothing from minibert.
+It does not know what a checkpoint holds (run_checkpoints.py) or how a tensor file is laid out
+(checkpoint.py); it imports from minibert only its error class and `messages`.
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RunFolderError
+from .messages import describe_os_error, note
+
 try:
     import fcntl
 except ImportError:  # not POSIX: runs go unlocked (see RunLock.acquire)
@@ -44,29 +47,13 @@ except ImportError:  # not POSIX: runs go unlocked (see RunLock.acquire)
 
 LOCK_NAME = ".minibert.lock"
 CHECKSUMS_NAME = "checksums.sha256"
-CHECKPOINT_TMP_PREFIX = ".tmp-checkpoint-"  # trainer.py's .tmp-checkpoint-<step>-<pid> folders
+CHECKPOINT_TMP_PREFIX = ".tmp-checkpoint-"  # run_checkpoints.py's .tmp-checkpoint-<step>-<pid> folders
 
 # The temporaries of this module's writers, by name: a file's `.<name>.<pid>.tmp`, a folder's
 # `.<name>.<8 mkdtemp characters>.tmp`, a checkpoint's `.tmp-checkpoint-<step>-<pid>`.
 _TEMP_FILE = re.compile(r"\..+\.\d+\.tmp")
 _TEMP_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _TEMP_CHECKPOINT = re.compile(re.escape(CHECKPOINT_TMP_PREFIX) + r"\d+-\d+")
-
-
-class RunFolderError(RuntimeError):
-    """The output folder cannot hold this run: in use, another run's, not writable, full, or not a folder."""
-
-
-def note(message: str) -> None:
-    """One line on stderr, for what the user should know but need not act on."""
-    print(f"note: {message}", file=sys.stderr, flush=True)
-
-
-def describe_os_error(exc: OSError) -> str:
-    """'No space left on device, runs/x/params.safetensors' from an OSError (its own text otherwise)."""
-    if exc.strerror and exc.filename:
-        return f"{exc.strerror}, {exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
-    return str(exc)
 
 
 # -- the folder and its lock ------------------------------------------------------------------

@@ -5,19 +5,29 @@ Each field is a knob of a run *and* a command-line flag: `field(default=..., met
 written. `minibert.flags` turns a class into an argparse group (`--max-seq-length` for
 `max_seq_length`); notebooks and `bench/` build the same classes directly:
 
-    pipeline(TaskDataSettings(max_train_examples=1500), TaskDistillSettings(pred_steps=60, output_dir="runs/x"))
+    pipeline(TaskDataSettings(max_train_examples=1500), TaskDistillSettings(pred_steps=60),
+             TrainArgs(output_dir="runs/x"))
 
-How to optimise (learning rate, steps, checkpoints) is `TrainArgs`, next to the loop in
-`trainer.py`. This module holds values and checks them; it does not parse command lines (that is
-`flags.py`), read files or build models (`specs.py`, `data/`); it imports from minibert only
-the task registry and the model presets (for choices and help), so every run module can import it.
+Groups are composed, never copied: how to optimise (learning rate, steps, batch, checkpoints)
+is `TrainArgs` alone, which every training command takes whole; where a run continues from and
+on which backend is `RunOptions`. A run with several stages (task distillation: the teacher,
+2a, 2b) takes one `TrainArgs` for all of them and derives each stage's from it
+(`TaskDistillSettings.stage_args`: the stage's folder, length, rate and schedule).
+
+This module holds values and checks them; it does not parse command lines (that is
+`flags.py`), read files or build models (`specs.py`, `data/`). It imports from minibert only
+registries, for choices and help: the tasks, the model presets, the distillation methods and
+layer mappings (`methods.py`) and the learning-rate schedules, so every run module can import it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from .config import PRESETS
 from . import data as D
+from .optim import SCHEDULES
+from .methods import GENERAL_METHODS, MAPPING_STRATEGIES, METHODS, method_help
 
 
 def setting(default, help: str, choices=None, metavar: str | None = None, positional: bool = False):
@@ -115,6 +125,65 @@ class VocabSettings:
     output_dir: str = setting("runs/vocab", "where vocab.txt is written")
 
 
+# The TrainArgs that change what a resumed run computes (the data order, the schedule, the
+# update). The others (where and how often to log, evaluate or save; progress bars) may change
+# on resume. Also compared: "total_steps" (from max_steps/epochs: the schedule's length) and
+# "data" (the training data's fingerprint: other examples, max length or vocabulary).
+RESULT_SETTINGS = ("batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "schedule", "optimizer",
+                   "max_grad_norm", "clip", "seed")
+OVERRIDABLE = (*RESULT_SETTINGS, "total_steps", "data", "all")
+
+
+@dataclass
+class TrainArgs:
+    """How to optimise: the training loop's settings (trainer.py), one group for every training command."""
+
+    output_dir: str = setting("runs/default", "folder for the final model (Hugging Face layout), checkpoint-<step>/ "
+                                              "folders, metrics.jsonl and results.json")
+    max_steps: int = setting(0, "optimizer steps to run; 0 means use --epochs")
+    epochs: float = setting(1.0, "passes over the training data (fractions allowed) when --max-steps is 0")
+    batch_size: int = setting(32, "examples per micro-batch, all processes together (under mpiexec -n N each takes "
+                                  "batch_size/N)")
+    grad_accum: int = setting(1, "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)")
+    lr: float = setting(5e-5, "peak learning rate")
+    weight_decay: float = setting(0.01, "decoupled weight decay (never applied to biases and LayerNorm weights)")
+    warmup_ratio: float = setting(0.1, "fraction of the steps spent warming the learning rate up from 0")
+    schedule: str = setting("linear", "learning-rate schedule: linear (warmup then linear decay to 0), constant, "
+                                      "constant_with_warmup", choices=tuple(SCHEDULES))
+    optimizer: str = setting("adamw", "adamw (bias-corrected, as torch) or bertadam (BERT/TinyBERT reference: no "
+                                      "bias correction)", choices=("adamw", "bertadam"))
+    max_grad_norm: float = setting(1.0, "clip gradients to this norm; 0 disables clipping")
+    clip: str = setting("global", "global (one norm over all gradients, as BERT) or per_tensor (each tensor alone, "
+                                  "as TinyBERT's BertAdam)", choices=("global", "per_tensor"))
+    seed: int = setting(42, "seed for initialisation, data order and dropout")
+    log_steps: int = setting(10, "log to the progress bar and metrics.jsonl every this many steps")
+    eval_steps: int = setting(0, "evaluate every this many steps (0: only at the end)")
+    save_steps: int = setting(0, "write checkpoint-<step>/ every this many steps (0: only at the end)")
+    save_total_limit: int = setting(2, "how many checkpoint folders to keep")
+    metric_for_best: str = setting("", "evaluation metric whose best value is kept in output_dir/best")
+    progress: bool = setting(True, "show a progress bar")
+    overwrite_output_dir: bool = setting(False, "start afresh in an output folder that holds another run's "
+                                                "checkpoints, deleting them (and its metrics.jsonl and best/); "
+                                                "without it such a folder is refused unless --resume is given")
+    resume_override: list[str] | None = setting(None, "settings allowed to differ from the checkpoint's on --resume "
+                                                      "(recorded in trainer_state.json): any of "
+                                                      + ", ".join(OVERRIDABLE), metavar="SETTING")
+
+    def __post_init__(self):
+        check_choices(self)
+        checks = {
+            "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1, "lr": self.lr >= 0,
+            "epochs": self.epochs > 0 or self.max_steps > 0, "max_steps": self.max_steps >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio <= 1, "weight_decay": self.weight_decay >= 0,
+            "log_steps": self.log_steps >= 1, "eval_steps": self.eval_steps >= 0, "save_steps": self.save_steps >= 0,
+            "save_total_limit": self.save_total_limit >= 1,
+            "resume_override": all(k in OVERRIDABLE for k in self.resume_override or ()),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
+
+
 @dataclass
 class RunOptions:
     """Where a training run continues from, and on which array backend it runs."""
@@ -128,15 +197,7 @@ class RunOptions:
         check_choices(self)
 
 
-MAPPINGS = ("uniform", "top", "bottom")  # distill.MAPPING_STRATEGIES, spelled out for --help
-# distill.METHODS, spelled out for --help; those with a stage 1 (kd and pkd distil a task's logits)
-METHODS = ("tinybert", "kd", "distilbert", "pkd", "minilm", "minilmv2")
-GENERAL_METHODS = ("tinybert", "distilbert", "minilm", "minilmv2")
-METHOD_HELP = ("distillation method: tinybert (attention-score and hidden-state MSE, then soft cross-entropy), "
-               "kd (Hinton's soft targets, t^2), distilbert (soft targets + cosine of the last hidden states), "
-               "pkd (soft targets + Patient KD's normalised [CLS] states), minilm (last-layer attention and "
-               "value-relation KL, then soft cross-entropy), minilmv2 (query/key/value relation KL with "
-               "--relation-heads, any width or head count, then soft cross-entropy)")
+METHOD_HELP = method_help()
 RELATION_HEADS_HELP = ("minilmv2: relation heads R, which must divide both hidden sizes; 0: the teacher's number "
                        "of attention heads")
 RELATION_LAYER_HELP = "minilmv2: the teacher layer (1-based) the student's last layer learns from; 0: the last"
@@ -150,12 +211,8 @@ class GeneralDistillSettings:
     student: str = setting("tinybert-3", "a preset (random init), teacher:0,2,4 (copied layers) or a folder")
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
     mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
-                           choices=MAPPINGS)
-    method: str = setting("tinybert", "stage-1 method: tinybert (attention-score and hidden-state MSE), distilbert "
-                                      "(cosine of the last hidden states), minilm (last-layer attention and "
-                                      "value-relation KL), minilmv2 (query/key/value relation KL with "
-                                      "--relation-heads: any width or head count); kd and pkd have no stage 1",
-                          choices=GENERAL_METHODS)
+                           choices=MAPPING_STRATEGIES)
+    method: str = setting("tinybert", method_help(stage1=True), choices=GENERAL_METHODS)
     relation_heads: int = setting(0, RELATION_HEADS_HELP)
     relation_layer: int = setting(0, RELATION_LAYER_HELP)
 
@@ -165,7 +222,14 @@ class GeneralDistillSettings:
 
 @dataclass
 class TaskDistillSettings:
-    """TinyBERT stage 2 on a task: 2a intermediate layers (constant rate), 2b prediction layer (best dev kept)."""
+    """Stage 2 on a task: the pair, the method, and each stage's length and rate.
+
+    How every stage optimises (batch, seed, optimiser, clipping, accumulation, checkpoints,
+    logging, the output folder) is one `TrainArgs` shared by the stages, and where a run
+    continues from and on which backend `RunOptions`; `stage_args` composes a stage's own
+    `TrainArgs` from them. The fields here are what differs between the stages or belongs to
+    the method.
+    """
 
     teacher: str | None = setting(None, "folder of the teacher fine-tuned on the task; the pipeline without it "
                                         "fine-tunes the MiniLM-L6 teacher on the training examples first")
@@ -177,8 +241,8 @@ class TaskDistillSettings:
         choices=("error", "reinit"))
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
     mapping: str = setting("uniform", "layer mapping (pkd: uniform is Patient KD's skip, top its last)",
-                           choices=MAPPINGS)
-    method: str = setting("tinybert", METHOD_HELP, choices=METHODS)
+                           choices=MAPPING_STRATEGIES)
+    method: str = setting("tinybert", METHOD_HELP, choices=tuple(METHODS))
     temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)")
     alpha: float = setting(1.0, "kd, distilbert, pkd: weight of the soft targets; the gold labels' cross-entropy "
                                 "gets 1 - alpha (1: the teacher alone)")
@@ -195,31 +259,38 @@ class TaskDistillSettings:
     pred_lr: float = setting(3e-5, "prediction-layer peak learning rate")
     teacher_epochs: float = setting(1.0, "pipeline without --teacher: fine-tuning epochs")
     teacher_lr: float = setting(5e-5, "pipeline without --teacher: fine-tuning rate")
-    batch_size: int = setting(32, "examples per step")
-    eval_steps: int = setting(100, "evaluate the student every N prediction steps")
-    save_steps: int = setting(0, "checkpoint every N steps; 0: at the end of each stage")
-    log_steps: int = setting(10, "log every N steps")
-    optimizer: str = setting("adamw", "adamw (bias-corrected) or bertadam (the reference's)",
-                             choices=("adamw", "bertadam"))
-    clip: str = setting("global", "gradient clipping", choices=("global", "per_tensor"))
-    weight_decay: float = setting(0.01, "decoupled weight decay")
-    seed: int = setting(42, "seed for the student, the data order and dropout")
-    output_dir: str = setting("runs/pipeline", "where everything is written: teacher/, intermediate/, prediction/, "
-                                               "student/, results.json")
-    resume: str | None = setting(None, "auto: continue each stage from its latest checkpoint (a stage without one "
-                                       "starts fresh)")
-    overwrite_output_dir: bool = setting(False, "start each stage afresh in a folder that holds another run's "
-                                                "checkpoints, deleting them (without it such a folder is refused)")
-    resume_override: list[str] | None = setting(None, "with --resume: settings allowed to differ from each stage's "
-                                                      "checkpoint (as in finetune --help)", metavar="SETTING")
-    progress: bool = setting(True, "progress bars")
-    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU): where the teacher and the student run",
-                          choices=("numpy", "cupy"))
 
     def __post_init__(self):
         check_choices(self)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"TaskDistillSettings.alpha={self.alpha}: expected a weight in [0, 1]")
+
+    def stage_args(self, training: TrainArgs, stage: str, metric_for_best: str = "") -> TrainArgs:
+        """The TrainArgs of one stage: `training`, with the stage's folder, length, rate and schedule.
+
+        teacher: fine-tuning (pipeline without --teacher), warmup + linear decay, no evaluation;
+        intermediate (2a): a constant rate, no evaluation; prediction (2b): warmup + linear
+        decay, evaluated every `training.eval_steps`, the best by `metric_for_best` kept.
+        """
+        folder = str(Path(training.output_dir) / stage)
+        if stage == "teacher":
+            return replace(training, output_dir=folder, epochs=self.teacher_epochs, max_steps=0, lr=self.teacher_lr,
+                           schedule="linear", warmup_ratio=0.1, eval_steps=0, metric_for_best="")
+        if stage == "intermediate":
+            return replace(training, output_dir=folder, epochs=self.inter_epochs or 1.0, max_steps=self.inter_steps,
+                           lr=self.inter_lr, schedule="constant", warmup_ratio=0.0, eval_steps=0, metric_for_best="")
+        if stage == "prediction":
+            return replace(training, output_dir=folder, epochs=self.pred_epochs or 1.0, max_steps=self.pred_steps,
+                           lr=self.pred_lr, schedule="linear", warmup_ratio=0.1, metric_for_best=metric_for_best)
+        raise ValueError(f"TaskDistillSettings.stage_args: unknown stage {stage!r}")
+
+
+# The TrainArgs each task-distillation stage sets itself (stage_args): a distillation command has
+# every other TrainArgs flag, shared by its stages.
+PER_STAGE = ("epochs", "max_steps", "lr", "warmup_ratio", "schedule", "metric_for_best")
+SHARED_BY_STAGES = tuple(f.name for f in fields(TrainArgs) if f.name not in PER_STAGE)
+# What task distillation writes where no --output-dir is given, and evaluates how often.
+TASK_DISTILL_TRAINING = dict(output_dir="runs/pipeline", eval_steps=100)
 
 
 @dataclass
@@ -276,5 +347,5 @@ class PredictSettings:
 
 
 # Every settings group, for the command line's tests: each field must be a flag with its help.
-ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, RunOptions,
+ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, TrainArgs, RunOptions,
        GeneralDistillSettings, TaskDistillSettings, AugmentSettings, PredictSettings)

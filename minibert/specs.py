@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from .errors import DataError
 from . import data as D
 from .checkpoint import load_config, resolve_model_path
 from .config import PRESETS, BertConfig
@@ -23,7 +24,7 @@ from .tokenizer import BertTokenizer
 DEFAULT_TEACHER = "minilm-l6"  # what "teacher:<layers>" copies from in finetune
 
 
-def load_tokenizer(model: str, vocab: str | None = None) -> BertTokenizer:
+def tokenizer_for(model: str, vocab: str | None = None) -> BertTokenizer:
     """vocab wins; else the model folder's vocab.txt; else BERT's uncased vocabulary (found under the data roots)."""
     if vocab:
         return BertTokenizer(vocab)
@@ -49,7 +50,7 @@ def parse_student_spec(spec: str) -> tuple[str, object]:
         try:
             return "teacher", [int(x) for x in spec[len("teacher:"):].split(",")]
         except ValueError:
-            raise ValueError(f"--student {spec!r}: expected teacher:<comma-separated layer numbers>") from None
+            raise DataError(f"--student {spec!r}: expected teacher:<comma-separated layer numbers>") from None
     if spec in PRESETS:
         return "preset", spec
     return "folder", spec
@@ -59,7 +60,7 @@ def student_from_teacher_layers(teacher: BertModel, layers: list[int], seed: int
     """A BertModel with the teacher's embeddings, pooler and the chosen layers (0-based), in that order."""
     tcfg = teacher.config
     if not layers or any(not 0 <= i < tcfg.num_hidden_layers for i in layers):
-        raise ValueError(f"teacher layers must be in [0, {tcfg.num_hidden_layers}), got {layers}")
+        raise DataError(f"teacher layers must be in [0, {tcfg.num_hidden_layers}), got {layers}")
     cfg = BertConfig.from_dict({**tcfg.to_dict(), "num_hidden_layers": len(layers)})
     student = BertModel(cfg, seed=seed)
     src = teacher.named_parameters()
@@ -112,7 +113,7 @@ def label_classifier(model: BertForSequenceClassification, task: D.TaskSpec) -> 
     """Name the model's outputs after the task's classes (config.json's id2label/label2id, or
     problem_type "regression"), so every later command and transformers' pipeline know them."""
     if model.num_labels != task.num_labels:
-        raise ValueError(f"the model has {model.num_labels} outputs but task {task.name!r} has {task.num_labels}")
+        raise DataError(f"the model has {model.num_labels} outputs but task {task.name!r} has {task.num_labels}")
     model.config.set_labels(task.id2label)
     return model
 
@@ -149,7 +150,7 @@ def build_student(spec: str, num_labels: int, tokenizer: BertTokenizer, seed: in
         return BertForSequenceClassification(BertConfig.from_preset(value, vocab_size=len(tokenizer)), num_labels,
                                              seed=seed)
     if teacher is None:
-        raise ValueError(f"--student {spec}: copying teacher layers needs a teacher")
+        raise DataError(f"--student {spec}: copying teacher layers needs a teacher")
     encoder = student_from_teacher_layers(teacher.bert, value, seed=seed)
     student = BertForSequenceClassification(encoder.config, num_labels, seed=seed)
     params = student.named_parameters()

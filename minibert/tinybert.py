@@ -11,7 +11,8 @@
 
     general_distillation(GeneralDistillSettings(), CorpusSettings(), TrainArgs(output_dir="runs/general"))
     augment(TaskDataSettings("sst-2"), AugmentSettings(), CorpusSettings())
-    results = pipeline(TaskDataSettings("sst-2", max_train_examples=4000), TaskDistillSettings(pred_steps=150))
+    results = pipeline(TaskDataSettings("sst-2", max_train_examples=4000), TaskDistillSettings(pred_steps=150),
+                       TrainArgs(output_dir="runs/sst2", eval_steps=50))
     print(report.results_table(results))
 
 `pipeline` fine-tunes the teacher first when `settings.teacher` is None, then runs stage 2 and
@@ -53,21 +54,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
 from . import checkpoint
 from . import data as D
 from .distill import Distiller
 from .distributed import world
 from .evaluation import evaluate, evaluate_mlm
-from .finetune import load_task_sets, train_classifier
+from .finetune import load_task_data, train_classifier
 from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from .pretrain import pretraining_data
 from .report import compare, describe, write_results
-from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, RunOptions,
-                       TaskDataSettings, TaskDistillSettings)
-from .specs import (DEFAULT_TEACHER, build_student, label_classifier, load_teacher, load_tokenizer, model_labels,
+from .methods import METHODS
+from .settings import (TASK_DISTILL_TRAINING, AugmentSettings, CorpusSettings, GeneralDistillSettings,
+                       MaskingSettings, RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs)
+from .specs import (DEFAULT_TEACHER, build_student, label_classifier, load_teacher, tokenizer_for, model_labels,
                     parse_student_spec, student_encoder)
 from .teacher_cache import TeacherCache
-from .trainer import Trainer, TrainArgs, TrainState, weighs_labelled_tokens
+from .trainer import Trainer, TrainState, weighs_labelled_tokens
 
 # Stage 1 reads plain text: pretraining_data with one "masked" token per sequence, which
 # general_batches then puts back (no 80/10/10 corruption reaches the teacher or the student).
@@ -81,7 +84,7 @@ BERT_MASKING = MaskingSettings()  # augmentation's MLM head learns on BERT's own
 def distill_step(student, teacher, distiller: Distiller, stage: str, cache: TeacherCache | None = None):
     """step_fn for the trainer: teacher targets (a constant; from `cache` when given), student forward,
     losses, backward."""
-    logged = logged_losses(distiller, stage)  # read at log steps only: no device sync per step
+    logged = distiller.logged(stage)  # read at log steps only: no device sync per step
 
     def step_fn(batch, scale):
         ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
@@ -92,12 +95,6 @@ def distill_step(student, teacher, distiller: Distiller, stage: str, cache: Teac
         return {"loss": losses["total"], **{k: losses[k] for k in logged}}
 
     return step_fn
-
-
-def logged_losses(distiller: Distiller, stage: str) -> list[str]:
-    """The loss values a stage logs: its losses, TinyBERT's hid and emb as their sum "rep" (as its reference logs)."""
-    active = distiller.active(stage)
-    return [k for k in active if k not in ("hid", "emb")] + (["rep"] if {"hid", "emb"} & set(active) else [])
 
 
 def trained_modules(student, distiller: Distiller) -> dict:
@@ -135,7 +132,7 @@ def heldout_losses(student, teacher, distiller: Distiller, held: D.PretrainingDa
         t_out = teacher(b["input_ids"], b["token_type_ids"], b["attention_mask"])
         losses = distiller(s_out, t_out, stage="general", attention_mask=b["attention_mask"])
         student.train()
-        for k in logged_losses(distiller, "general") + ["total"]:
+        for k in distiller.logged("general") + ["total"]:
             sums[k] = sums.get(k, 0.0) + float(losses[k])
     return {f"heldout_{k}": v / len(batches) for k, v in sums.items()}
 
@@ -147,7 +144,7 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
     The student (and its fit_dense) is saved to args.output_dir, ready for task distillation.
     """
     teacher = BertModel.from_pretrained(checkpoint.resolve_model_path(settings.teacher)).eval()
-    tok = load_tokenizer(settings.teacher, settings.vocab)
+    tok = tokenizer_for(settings.teacher, settings.vocab)
     student = student_encoder(settings.student, teacher, tok, args.seed)
     distiller = Distiller(student.config, teacher.config, method=settings.method, strategy=settings.mapping,
                           relation_heads=settings.relation_heads or None, relation_layer=settings.relation_layer or None,
@@ -225,8 +222,8 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
     columns = D.Columns(data.text_column, data.text_pair_column, data.label_column)
     files = D.task_files(data.task, data_dir=data.data, train_file=data.train_file, columns=columns)
     if files.train is None:
-        raise ValueError("augment reads a training file: give --train-file (or --task for a GLUE task's train.tsv)")
-    tok = load_tokenizer(settings.teacher, settings.vocab)
+        raise DataError("augment reads a training file: give --train-file (or --task for a GLUE task's train.tsv)")
+    tok = tokenizer_for(settings.teacher, settings.vocab)
     if settings.candidates == "glove":
         mlm = None
     elif settings.mlm:
@@ -249,29 +246,31 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
 # ============================================================ stage 2: task distillation
 
 
-def task_distiller(student_config, teacher_config, s: TaskDistillSettings) -> Distiller:
-    """The Distiller of a task stage: s.method with its options (Hinton's alpha as the kd/hard weights)."""
-    weights = {"kd": s.alpha, "hard": 1.0 - s.alpha, "cos": s.beta, "pt": s.beta}
+def task_distiller(student_config, teacher_config, s: TaskDistillSettings, seed: int) -> Distiller:
+    """The Distiller of a task stage: s.method with its options (--alpha/--beta as the method's weights)."""
+    weights = METHODS[s.method].weights(s.alpha, s.beta)
     return Distiller(student_config, teacher_config, method=s.method, strategy=s.mapping, weights=weights,
                      temperature=s.temperature, relation_heads=s.relation_heads or None,
-                     relation_layer=s.relation_layer or None, seed=s.seed)
+                     relation_layer=s.relation_layer or None, seed=seed)
 
 
-def prediction_cache(teacher, distiller: Distiller, s: TaskDistillSettings) -> TeacherCache | None:
+def prediction_cache(teacher, distiller: Distiller, s: TaskDistillSettings, device: str) -> TeacherCache | None:
     """A TeacherCache for the prediction stage when asked for and possible (small targets, the CPU backend)."""
     if not s.cache_teacher or not distiller.cacheable("prediction"):
         return None
-    if s.device != "numpy":
+    if device != "numpy":
         print("teacher outputs are not cached on the GPU (a lookup needs the ids on the host)", file=sys.stderr)
         return None
     return TeacherCache(teacher, distiller, "prediction")
 
 
 def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.EncodedExamples, dev, tokenizer,
-                      settings: TaskDistillSettings, fit_dense_from=None) -> dict:
+                      settings: TaskDistillSettings, training: TrainArgs = TrainArgs(**TASK_DISTILL_TRAINING),
+                      run: RunOptions = RunOptions(), fit_dense_from=None) -> dict:
     """Stage 2: intermediate layers (2a, skipped when no steps or epochs) then the prediction layer (2b).
 
     dev: the dev set, or dev sets by metric suffix (evaluation.evaluate); the main one selects the student.
+    training: how every stage optimises (each stage's own TrainArgs: `settings.stage_args`).
 
     Writes <output_dir>/intermediate/, prediction/ (checkpoints, metrics.jsonl, best/) and
     student/ (the best dev checkpoint, which is the student handed over). fit_dense_from: a
@@ -282,37 +281,30 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     label_classifier(student, spec)  # the saved student's config.json names the task's classes
     for model in (teacher, student):
         D.check_fits(train, model)  # --max-length against both models' position embeddings
-    out = Path(settings.output_dir)
-    s = settings
-    distiller = task_distiller(student.config, teacher.config, s)
+    out, s = Path(training.output_dir), settings
+    distiller = task_distiller(student.config, teacher.config, s, training.seed)
     if fit_dense_from and distiller.fit_dense is not None and checkpoint.load_fit_dense(
             distiller.fit_dense, fit_dense_from, on_mismatch=s.fit_dense_mismatch):
         print(f"fit_dense continues from {fit_dense_from}", file=sys.stderr)
     for m in (teacher, student, distiller):
-        m.to(s.device)
+        m.to(run.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
     modules = trained_modules(student, distiller)
-    common = dict(batch_size=s.batch_size, seed=s.seed, progress=s.progress, log_steps=s.log_steps,
-                  save_steps=s.save_steps, optimizer=s.optimizer, clip=s.clip, weight_decay=s.weight_decay,
-                  overwrite_output_dir=s.overwrite_output_dir, resume_override=s.resume_override)
     if (s.inter_epochs > 0 or s.inter_steps > 0) and not distiller.active("intermediate"):
         print(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used",
               file=sys.stderr)
     elif s.inter_epochs > 0 or s.inter_steps > 0:
-        args = TrainArgs(output_dir=str(out / "intermediate"), epochs=s.inter_epochs or 1.0, max_steps=s.inter_steps,
-                         lr=s.inter_lr, schedule="constant", warmup_ratio=0.0, **common)
+        args = s.stage_args(training, "intermediate")
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
                 distill_step(student, teacher, distiller, "intermediate"), None, save,
-                device=s.device).train(resume=s.resume)
-    args = TrainArgs(output_dir=str(out / "prediction"), epochs=s.pred_epochs or 1.0, max_steps=s.pred_steps,
-                     lr=s.pred_lr, schedule="linear", warmup_ratio=0.1, eval_steps=s.eval_steps,
-                     metric_for_best=spec.main_metric, **common)
-    cache = prediction_cache(teacher, distiller, s)
+                device=run.device).train(resume=run.resume)
+    args = s.stage_args(training, "prediction", metric_for_best=spec.main_metric)
+    cache = prediction_cache(teacher, distiller, s, run.device)
     # seed + 1: stage 2b sees the examples in another order than 2a
     trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
                       distill_step(student, teacher, distiller, "prediction", cache),
-                      lambda: evaluate(student, spec, dev), save, device=s.device)
-    state = trainer.train(resume=s.resume)
+                      lambda: evaluate(student, spec, dev), save, device=run.device)
+    state = trainer.train(resume=run.resume)
     if cache is not None:
         print(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache", file=sys.stderr)
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
@@ -321,42 +313,42 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     return {"best_dev": state.best_metric, "history": state.history, "folder": str(out / "student"), "model": best}
 
 
-def finetune_teacher(task: str | D.TaskSpec, train: D.EncodedExamples, tokenizer, settings: TaskDistillSettings):
+def finetune_teacher(task: str | D.TaskSpec, train: D.EncodedExamples, tokenizer, settings: TaskDistillSettings,
+                     training: TrainArgs = TrainArgs(**TASK_DISTILL_TRAINING), run: RunOptions = RunOptions()):
     """The MiniLM-L6 teacher fine-tuned on `train` (teacher_epochs, teacher_lr), saved to <output_dir>/teacher."""
     spec = D.get_task(task)
     teacher = BertForSequenceClassification.from_pretrained(checkpoint.resolve_model_path(DEFAULT_TEACHER),
                                                             num_labels=spec.num_labels)
     label_classifier(teacher, spec)  # config.json names the classes
     print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples", file=sys.stderr)
-    args = TrainArgs(output_dir=str(Path(settings.output_dir) / "teacher"), epochs=settings.teacher_epochs,
-                     batch_size=settings.batch_size, lr=settings.teacher_lr, seed=settings.seed,
-                     progress=settings.progress, log_steps=settings.log_steps,
-                     overwrite_output_dir=settings.overwrite_output_dir, resume_override=settings.resume_override)
-    train_classifier(teacher.to(settings.device), spec, train, None, tokenizer, args, resume=settings.resume,
-                     device=settings.device)
+    train_classifier(teacher.to(run.device), spec, train, None, tokenizer, settings.stage_args(training, "teacher"),
+                     resume=run.resume, device=run.device)
     return teacher.eval()
 
 
-def pipeline(data: TaskDataSettings, settings: TaskDistillSettings) -> dict:
+def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
+             training: TrainArgs = TrainArgs(**TASK_DISTILL_TRAINING), run: RunOptions = RunOptions()) -> dict:
     """Teacher (settings.teacher, or MiniLM-L6 fine-tuned here) -> student -> task distillation -> results.
 
-    Writes and returns results.json's content: "teacher" and "student" (report.describe),
-    "student_folder", "best_dev", "wall_s", and report.compare's "retained", "speedup_b1",
-    "speedup_b32". `report.results_table(results)` is the table the command line prints.
+    training: how every stage optimises and where the run is written (training.output_dir);
+    run: --resume and the device. Writes and returns results.json's content: "teacher" and
+    "student" (report.describe), "student_folder", "best_dev", "wall_s", and report.compare's
+    "retained", "speedup_b1", "speedup_b32". `report.results_table(results)` is the table the
+    command line prints.
     """
     t0 = time.perf_counter()
-    tok = load_tokenizer(settings.teacher or DEFAULT_TEACHER, settings.vocab)
+    tok = tokenizer_for(settings.teacher or DEFAULT_TEACHER, settings.vocab)
     if settings.teacher:
         teacher = load_teacher(settings.teacher)  # its classes and their order come from its config.json
-        spec, train, dev = load_task_sets(data, tok, model=model_labels(teacher, settings.teacher))
+        spec, train, dev = load_task_data(data, tok, model=model_labels(teacher, settings.teacher))
     else:
-        spec, train, dev = load_task_sets(data, tok)
-        teacher = finetune_teacher(spec, train, tok, settings)
-    student = build_student(settings.student, spec.num_labels, tok, settings.seed, teacher)
+        spec, train, dev = load_task_data(data, tok)
+        teacher = finetune_teacher(spec, train, tok, settings, training, run)
+    student = build_student(settings.student, spec.num_labels, tok, training.seed, teacher)
     print(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})",
           file=sys.stderr)
     kind, _ = parse_student_spec(settings.student)
-    res = task_distillation(spec, teacher, student, train, dev, tok, settings,
+    res = task_distillation(spec, teacher, student, train, dev, tok, settings, training, run,
                             fit_dense_from=settings.student if kind == "folder" else None)
     if not world().is_root:  # rank 0 describes both models (their latency wants the machine to itself)
         return world().broadcast(None)
@@ -365,5 +357,5 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings) -> dict:
                "student_folder": res["folder"], "best_dev": res["best_dev"],
                "wall_s": round(time.perf_counter() - t0, 1)}
     results.update(compare(results["teacher"], results["student"]))
-    write_results(settings.output_dir, results, (data, settings))  # with the model cards
+    write_results(training.output_dir, results, (data, settings, training, run))  # with the model cards
     return world().broadcast(results)

@@ -80,6 +80,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from .textfile import read_json_object, read_text
+from .errors import DataError
 from .wordpiece import (CHUNK_RE, MAX_INPUT_CHARS_PER_WORD, UNK, BasicTokenizer, WordpieceTokenizer, is_cjk_char,
                         is_control, is_punctuation, is_whitespace)
 
@@ -103,14 +105,14 @@ def _check_vocab(tokens: Sequence[str], source: str) -> dict[str, int]:
     vocab: dict[str, int] = {}
     for index, token in enumerate(tokens):
         if not isinstance(token, str) or token == "":
-            raise ValueError(f"{source}: line {index + 1}: empty token (every line must hold one token)")
+            raise DataError(f"{source}: line {index + 1}: empty token (every line must hold one token)")
         if token in vocab:
-            raise ValueError(f"{source}: line {index + 1}: duplicate token {token!r} "
+            raise DataError(f"{source}: line {index + 1}: duplicate token {token!r} "
                              f"(first on line {vocab[token] + 1})")
         vocab[token] = index
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise ValueError(f"{source}: missing special token(s) {', '.join(missing)}; "
+        raise DataError(f"{source}: missing special token(s) {', '.join(missing)}; "
                          f"a BERT vocabulary needs {', '.join(SPECIAL_TOKENS)}")
     return vocab
 
@@ -125,10 +127,7 @@ def load_vocab(path: str | os.PathLike) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vocabulary file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not valid UTF-8 ({err})") from None
+    text = read_text(path)
     # Split on "\n" only: str.splitlines() would also split on U+2028, U+0085, ... which
     # are legitimate (if odd) characters in a token.
     lines = text.split("\n")
@@ -143,7 +142,7 @@ def _tokens_in_id_order(vocab: Sequence[str] | dict[str, int]) -> list[str]:
     if isinstance(vocab, dict):
         ordered = sorted(vocab.items(), key=lambda item: item[1])
         if [i for _, i in ordered] != list(range(len(ordered))):
-            raise ValueError("vocabulary ids must be exactly 0 .. len(vocab) - 1")
+            raise DataError("vocabulary ids must be exactly 0 .. len(vocab) - 1")
         return [t for t, _ in ordered]
     return list(vocab)
 
@@ -154,7 +153,7 @@ def save_vocab(tokens: Sequence[str] | dict[str, int], path: str | os.PathLike) 
     path = Path(path)
     for index, token in enumerate(tokens):
         if "\n" in token or "\r" in token:
-            raise ValueError(f"token {index} ({token!r}) contains a line break")
+            raise DataError(f"token {index} ({token!r}) contains a line break")
     _check_vocab(tokens, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8", newline="\n")
@@ -552,12 +551,7 @@ class BertTokenizer:
         kwargs = {}
         config_path = folder / "tokenizer_config.json"
         if config_path.is_file():
-            try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{config_path}: invalid JSON ({err})") from None
-            if not isinstance(config, dict):
-                raise ValueError(f"{config_path}: expected a JSON object")
+            config = read_json_object(config_path)
             for key in ("do_lower_case", "model_max_length"):
                 if key in config:
                     kwargs[key] = config[key]
@@ -576,7 +570,7 @@ def _read_tokenizer_json(path: Path) -> tuple[list[str], bool]:
         model, normalizer = spec["model"], spec["normalizer"] or {}
         pre_tokenizer = spec["pre_tokenizer"] or {}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a tokenizer.json we can read ({err!r})") from None
+        raise DataError(f"{path}: not a tokenizer.json we can read ({err!r})") from None
     lower = normalizer.get("lowercase")
     expected = [(model.get("type"), "WordPiece"), (model.get("continuing_subword_prefix"), "##"),
                 (model.get("max_input_chars_per_word"), MAX_INPUT_CHARS_PER_WORD), (model.get("unk_token"), UNK),
@@ -586,7 +580,7 @@ def _read_tokenizer_json(path: Path) -> tuple[list[str], bool]:
     if normalizer.get("strip_accents") is None:
         expected.pop(7)  # None means "as lowercase"
     if any(found != wanted for found, wanted in expected):
-        raise ValueError(f"{path}: not a BERT WordPiece tokenizer with the standard settings; "
+        raise DataError(f"{path}: not a BERT WordPiece tokenizer with the standard settings; "
                          "minibert cannot reproduce it")
     return _tokens_in_id_order(model["vocab"]), lower
 
@@ -601,10 +595,10 @@ def _check_supported_config(config: dict, path: Path, do_lower_case: bool) -> No
         if isinstance(value, dict):  # transformers may store special tokens as AddedToken dicts
             value = value.get("content")
         if value != default and not (key == "never_split" and not value):
-            raise ValueError(f"{path}: {key}={value!r} is not supported (minibert implements {default!r})")
+            raise DataError(f"{path}: {key}={value!r} is not supported (minibert implements {default!r})")
     strip_accents = config.get("strip_accents")
     if strip_accents is not None and strip_accents != do_lower_case:
-        raise ValueError(f"{path}: strip_accents={strip_accents!r} with do_lower_case={do_lower_case!r} is not "
+        raise DataError(f"{path}: strip_accents={strip_accents!r} with do_lower_case={do_lower_case!r} is not "
                          "supported (minibert strips accents exactly when it lower-cases)")
 
 

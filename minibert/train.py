@@ -13,9 +13,10 @@ Every flag can also come from a JSON or TOML file (`--config run.toml`, before o
 command, keys spelled like the flags with underscores); flags given on the command line win
 over the file.
 
-An expected failure (bad data or settings, an unreadable or full disk, a non-finite loss, a
-damaged checkpoint, an output folder in use) prints one line `error: <what>, <where>` and no
-traceback (`--debug` shows it). Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
+An expected failure (an `errors.UserError`: bad data or settings, a non-finite loss, a damaged
+checkpoint, an output folder in use; or an unreadable or full disk) prints one line
+`error: <what>, <where>` and no traceback (`--debug` shows it); any other error is a bug and
+keeps its traceback. Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
 --config, a setting's value); 130 (SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint
 written first (`--resume auto` continues it) unless the signal came twice.
 
@@ -35,17 +36,18 @@ from pathlib import Path
 from . import data as D
 from . import distributed
 from .finetune import evaluate_folder, finetune
-from .flags import DEFAULTS, UsageError, add_flags, fill_defaults, from_args
+from .errors import UsageError, UserError
+from .flags import DEFAULTS, add_flags, fill_defaults, from_args
 from .inference import predict
 from .interrupts import Interrupted
 from .pretrain import pretrain
 from .report import results_table, summary_line
-from .runfolder import RunFolderError, describe_os_error
-from .settings import (AugmentSettings, CorpusSettings, GeneralDistillSettings, MaskingSettings, ModelSettings,
-                       PredictSettings, RunOptions, TaskDataSettings, TaskDistillSettings, VocabSettings)
+from .messages import error_line
+from .settings import (SHARED_BY_STAGES, TASK_DISTILL_TRAINING, AugmentSettings, CorpusSettings,
+                       GeneralDistillSettings, MaskingSettings, ModelSettings, PredictSettings, RunOptions,
+                       TaskDataSettings, TaskDistillSettings, TrainArgs, VocabSettings)
 from .tinybert import augment, general_distillation, pipeline
 from .tokenizer import save_vocab
-from .trainer import TrainArgs, TrainingError
 from .wordpiece_trainer import train_wordpiece_vocab
 
 # The quick pipeline `python -m minibert.train` runs with no arguments: minutes on 2 cores. It is
@@ -55,9 +57,10 @@ from .wordpiece_trainer import train_wordpiece_vocab
 QUICK_PIPELINE = ["pipeline", "--student", "teacher:0,5", "--max-train-examples", "4000", "--inter-steps", "150",
                   "--pred-steps", "150", "--eval-steps", "50", "--output-dir", "runs/quick", "--overwrite-output-dir"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT = 1, 2, 130  # an interrupted run exits with 128 + the signal's number
-# The failures a user can cause and fix: a one-line message, no traceback (unless --debug).
-EXPECTED = (ValueError, OSError, RunFolderError, TrainingError)  # CheckpointError, UsageError are ValueErrors
+EXIT_ERROR, EXIT_SIGINT = 1, 130  # an interrupted run exits with 128 + the signal's number; a usage error with 2
+# The failures a user can cause and fix (errors.UserError) and the disk's: a one-line message, no traceback
+# (unless --debug). Anything else (a bug, a NumPy error) keeps its traceback.
+EXPECTED = (UserError, OSError)
 DEBUG_HELP = "show the traceback of an error instead of one line"
 DATA_PARALLEL = ("pretrain", "finetune", "distill-general", "distill-task", "pipeline")  # mpiexec -n N: distributed.py
 CONFIG_HELP = "JSON or TOML file of flag values (flags given here win)"
@@ -113,10 +116,11 @@ def cmd_predict(a) -> None:
 
 def cmd_distill_task(a) -> None:
     """distill-task and pipeline: one library function; distill-task's --teacher defaults to a folder."""
-    settings = from_args(TaskDistillSettings, a)
-    results = pipeline(from_args(TaskDataSettings, a), settings)
+    training = from_args(TrainArgs, a)
+    results = pipeline(from_args(TaskDataSettings, a), from_args(TaskDistillSettings, a), training,
+                       from_args(RunOptions, a))
     print(results_table(results))
-    print(summary_line(results, settings.output_dir))
+    print(summary_line(results, training.output_dir))
 
 
 # ========================================================================== the parser
@@ -176,12 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("distill-task", cmd_distill_task, "TinyBERT stage 2: intermediate-layer then prediction-layer "
                 "distillation on a task, from a fine-tuned teacher")
     add_flags(p, TaskDataSettings, "task data")
-    add_flags(p, TaskDistillSettings, "task distillation", teacher="runs/teacher-sst2", output_dir="runs/distill")
+    add_flags(p, TaskDistillSettings, "task distillation", teacher="runs/teacher-sst2")
+    add_flags(p, TrainArgs, "training (every stage)", only=SHARED_BY_STAGES,
+              **{**TASK_DISTILL_TRAINING, "output_dir": "runs/distill"})
+    add_flags(p, RunOptions, "run")
 
     p = command("pipeline", cmd_distill_task, "teacher fine-tuning (unless --teacher) + task distillation + the "
                 "teacher/student table")
     add_flags(p, TaskDataSettings, "task data")
     add_flags(p, TaskDistillSettings, "task distillation")
+    add_flags(p, TrainArgs, "training (every stage)", only=SHARED_BY_STAGES, **TASK_DISTILL_TRAINING)
+    add_flags(p, RunOptions, "run")
 
     p = command("evaluate", cmd_evaluate, "evaluate a fine-tuned model on a GLUE dev set")
     add_flags(p, ModelSettings, "model", model="runs/finetune")
@@ -251,9 +260,8 @@ def main(argv=None) -> None:
     except EXPECTED as exc:
         if debug:
             raise
-        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message holds
-        raise SystemExit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR) from None
+        print(error_line(exc), file=sys.stderr)  # one line, whatever the message holds
+        raise SystemExit(getattr(exc, "exit_code", EXIT_ERROR)) from None
 
 
 if __name__ == "__main__":

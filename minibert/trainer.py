@@ -24,26 +24,13 @@ carries the values of its own step (the last of the interval): the losses, the l
 and the gradient norm before clipping, as they were before syncs moved to log intervals, the
 tokens seen so far and their rate since the loop started, and the number of processes.
 
-No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
-optimizer moments (optimizer.safetensors), in trainer_state.json the step, the data
-position (epoch, batch), the dropout generators' states and the settings and data the run
-used, and in checksums.sha256 the sha256 of those three files. It is written to a temporary
-folder and renamed into place, so a run killed at any moment leaves either the old or the
-new checkpoint, never half of one; `resume` continues bit-identically.
-
-Nothing silently wrong (the folder's guards are runfolder.py's, the signals interrupts.py's):
-- the output folder is locked for the run's life; stale temporaries are removed at the start;
-- a fresh run refuses a folder holding another run's checkpoints unless `overwrite_output_dir`
-  (which deletes them, metrics.jsonl and best/);
-- a resume verifies the checkpoint (trainer_state.json's fields, the tensor files' headers,
-  the checksums; a checkpoint without checksums.sha256, written before they were recorded, is
-  checked by its headers only, with a note) and `resume="auto"` takes the newest one that
-  verifies, naming those it skips; it then compares RESULT_SETTINGS, the planned steps and
-  the training data's fingerprint with the recorded ones and refuses, naming each difference,
-  unless `resume_override` lists it (the accepted changes are recorded in trainer_state.json);
-- before the first step: the longest training row against the model's position embeddings,
-  the labels against its classifier, free disk space for a checkpoint;
-- SIGINT/SIGTERM finish the step, write a checkpoint and raise `interrupts.Interrupted`.
+Checkpoints: every `save_steps`, at the end and on SIGINT/SIGTERM, `checkpoint-<step>/` holds
+everything to continue bit-identically, written whole or not at all; a resume verifies it and
+refuses changed settings (`run_checkpoints.py`, where the policy is). Before the loop: the
+output folder is locked for the run's life and stale temporaries removed (`runfolder.py`);
+the longest training row is checked against the model's position embeddings, the labels
+against its classifier, and free disk space for a checkpoint. SIGINT/SIGTERM finish the step,
+write a checkpoint and raise `interrupts.Interrupted`.
 
 Several processes (`mpiexec -n N`, distributed.py): `batch_size` stays the global batch of one
 micro-batch; each process collates it and keeps its rows (data.batching.shard_batch), so the
@@ -59,21 +46,17 @@ writes checkpoints, which hold every process's dropout state and the number of p
 global batch, with a note. Losses and the NaN/Inf check are summed over the processes at the
 read steps, and a stop signal reaching any process stops all of them at the same step.
 
-This module does not read or write tensor files itself (checkpoint.py does, with its header
-validation: a checkpoint that does not fit the model is a `CheckpointError` naming the file
-and the tensor), hold the optimizer's maths (optim.py), or know what a step computes (the
-step functions live with their tasks: tinybert.py, the command line in train.py).
+Not here: the checkpoint folders and the resume policy (`run_checkpoints.py`), the settings
+(`settings.TrainArgs`), the optimizer's maths (`optim.py`), and what a step computes (each
+step function lives with its task: `classification_step` in finetune.py, `pretraining_step`
+in pretrain.py, `distill_step` in distillation.py).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -82,108 +65,16 @@ import numpy as np
 from tqdm import tqdm  # plain text bars: in notebooks too, without ipywidgets
 
 from . import distributed
-from .backend import device_of, get_array_module, to_device
-from .checkpoint import CheckpointError, load_tensors, read_header, save_tensors
+from . import run_checkpoints as ckpt
+from .backend import get_array_module, to_device
 from .data.batching import shard_batch
+from .errors import DataError, TrainingError  # noqa: F401 (TrainingError: trainer.TrainingError)
 from .interrupts import Interrupted, StopSignals
+from .messages import note, say
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
-from .runfolder import (CHECKPOINT_TMP_PREFIX, RunFolderError, RunLock, check_free_space, checksum_problems,
-                        data_fingerprint, describe_os_error, note, prepare_folder, remove_stale_temporaries,
-                        write_checksums)
-
-# A checkpoint-<step>/ folder: file names unchanged since the first release, so old runs resume.
-STATE_FILE = "trainer_state.json"
-PARAMS_FILE = "params.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_KEYS = ("step", "epoch", "batch", "best_metric", "tokens", "history", "optimizer", "rng_states", "total_steps")
-CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
-
-# The TrainArgs that change what a resumed run computes (the data order, the schedule, the
-# update). The others (where and how often to log, evaluate or save; progress bars) may change
-# on resume. Also compared: "total_steps" (from max_steps/epochs: the schedule's length) and
-# "data" (the training data's fingerprint: other examples, max length or vocabulary).
-RESULT_SETTINGS = ("batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "schedule", "optimizer",
-                   "max_grad_norm", "clip", "seed")
-OVERRIDABLE = (*RESULT_SETTINGS, "total_steps", "data", "all")
-
-
-class TrainingError(RuntimeError):
-    """Training stopped: a non-finite loss, a checkpoint that could not be written (full disk), or a
-    metric_for_best the evaluation does not report.
-
-    (A checkpoint that does not fit the run is a `checkpoint.CheckpointError`; an output folder
-    that cannot hold the run a `runfolder.RunFolderError`.)"""
-
-
-@dataclass
-class TrainArgs:
-    """How to optimise. Field names double as command-line flags (--max-steps, ...)."""
-
-    output_dir: str = field(default="runs/default", metadata={"help": (
-        "folder for the final model (Hugging Face layout), checkpoint-<step>/ folders, metrics.jsonl and "
-        "results.json")})
-    max_steps: int = field(default=0, metadata={"help": "optimizer steps to run; 0 means use --epochs"})
-    epochs: float = field(default=1.0, metadata={
-        "help": "passes over the training data (fractions allowed) when --max-steps is 0"})
-    batch_size: int = field(default=32, metadata={"help": (
-        "examples per micro-batch, all processes together (under mpiexec -n N each takes batch_size/N)")})
-    grad_accum: int = field(default=1, metadata={
-        "help": "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)"})
-    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
-    weight_decay: float = field(default=0.01, metadata={
-        "help": "decoupled weight decay (never applied to biases and LayerNorm weights)"})
-    warmup_ratio: float = field(default=0.1, metadata={
-        "help": "fraction of the steps spent warming the learning rate up from 0"})
-    schedule: str = field(default="linear", metadata={
-        "help": "learning-rate schedule: linear (warmup then linear decay to 0), constant, constant_with_warmup"})
-    optimizer: str = field(default="adamw", metadata={
-        "help": "adamw (bias-corrected, as torch) or bertadam (BERT/TinyBERT reference: no bias correction)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "clip gradients to this norm; 0 disables clipping"})
-    clip: str = field(default="global", metadata={"help": (
-        "global (one norm over all gradients, as BERT) or per_tensor (each tensor alone, as TinyBERT's BertAdam)")})
-    seed: int = field(default=42, metadata={"help": "seed for initialisation, data order and dropout"})
-    log_steps: int = field(default=10, metadata={
-        "help": "log to the progress bar and metrics.jsonl every this many steps"})
-    eval_steps: int = field(default=0, metadata={"help": "evaluate every this many steps (0: only at the end)"})
-    save_steps: int = field(default=0, metadata={
-        "help": "write checkpoint-<step>/ every this many steps (0: only at the end)"})
-    save_total_limit: int = field(default=2, metadata={"help": "how many checkpoint folders to keep"})
-    metric_for_best: str = field(default="", metadata={
-        "help": "evaluation metric whose best value is kept in output_dir/best"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": (
-        "start afresh in an output folder that holds another run's checkpoints, deleting them (and its "
-        "metrics.jsonl and best/); without it such a folder is refused unless --resume is given")})
-    resume_override: list[str] | None = field(default=None, metadata={"help": (
-        "settings allowed to differ from the checkpoint's on --resume (recorded in trainer_state.json): any of "
-        + ", ".join(OVERRIDABLE)), "metavar": "SETTING"})
-
-    def __post_init__(self):
-        checks = {
-            "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1, "lr": self.lr >= 0,
-            "epochs": self.epochs > 0 or self.max_steps > 0, "max_steps": self.max_steps >= 0,
-            "warmup_ratio": 0 <= self.warmup_ratio <= 1, "weight_decay": self.weight_decay >= 0,
-            "optimizer": self.optimizer in ("adamw", "bertadam"), "clip": self.clip in ("global", "per_tensor"),
-            "log_steps": self.log_steps >= 1, "eval_steps": self.eval_steps >= 0, "save_steps": self.save_steps >= 0,
-            "save_total_limit": self.save_total_limit >= 1,
-            "resume_override": all(k in OVERRIDABLE for k in self.resume_override or ()),
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid training setting {bad[0]}={getattr(self, bad[0])!r}")
-
-
-@dataclass
-class TrainState:
-    """Where a run is: optimizer steps done and the next micro-batch (epoch, batch)."""
-
-    step: int = 0
-    epoch: int = 0
-    batch: int = 0
-    best_metric: float | None = None
-    tokens: int = 0
-    history: list = field(default_factory=list)
-    overrides: list = field(default_factory=list)  # settings changed on resume: {step, setting, recorded, now}
+from .run_checkpoints import TrainState, verify_checkpoint  # noqa: F401 (trainer.TrainState, as before)
+from .runfolder import RunLock, check_free_space, data_fingerprint, prepare_folder, remove_stale_temporaries
+from .settings import TrainArgs  # noqa: F401 (trainer.TrainArgs, as before)
 
 
 def weighs_labelled_tokens(step_fn: Callable) -> Callable:
@@ -228,7 +119,7 @@ class Trainer:
         self.optimizer = opt_cls(self.params, lr=args.lr, weight_decay=args.weight_decay)
         batches_per_epoch = len(batcher)
         if batches_per_epoch == 0:
-            raise ValueError("the training data gives no batches (empty data set?)")
+            raise DataError("the training data gives no batches (empty data set?)")
         self.total_steps = args.max_steps or max(1, math.ceil(args.epochs * batches_per_epoch / args.grad_accum))
         self.schedule = make_schedule(args.schedule, self.total_steps, int(args.warmup_ratio * self.total_steps))
         self.rngs = []  # every dropout generator, in a fixed order, for exact resume
@@ -247,8 +138,8 @@ class Trainer:
         w = self.world
         rows = getattr(batcher, "batch_size", self.args.batch_size)
         if rows % w.size:
-            raise ValueError(f"batch_size={rows} does not split evenly over {w.size} processes (--batch-size is the "
-                             f"global batch of all of them): choose a multiple of {w.size}")
+            raise DataError(f"batch_size={rows} does not split evenly over {w.size} processes (--batch-size is the "
+                            f"global batch of all of them): choose a multiple of {w.size}")
         self.flat_grads = distributed.flatten_gradients(self.modules)  # (n,): one message per step
         self.params, self.grads = merged_parameters(self.modules)  # the gradients are now views of flat_grads
         self.reducer = w.reducer(self.device, distributed.reduction_mode())
@@ -262,7 +153,6 @@ class Trainer:
         """The training data's fingerprint (runfolder.data_fingerprint), recorded with each checkpoint."""
         return data_fingerprint(getattr(self.batcher, "dataset", None))
 
-    # ------------------------------------------------------------------ data
     def _micro_batches(self):
         """Endless (epoch, batch index after this one, batch) from the current position."""
         epoch, k = self.state.epoch, self.state.batch
@@ -287,8 +177,8 @@ class Trainer:
         `interrupts.Interrupted`.
         """
         if resume and self.args.overwrite_output_dir:
-            raise ValueError("resume and overwrite_output_dir contradict each other: continue the run in "
-                             f"{self.out} or start afresh there, not both")
+            raise DataError("resume and overwrite_output_dir contradict each other: continue the run in "
+                            f"{self.out} or start afresh there, not both")
         root = self.world.is_root  # rank 0 alone touches the folder; with one process, always
         if root:
             prepare_folder(self.out)
@@ -296,8 +186,10 @@ class Trainer:
             found = None
             if root:
                 remove_stale_temporaries(self.out)
-                found = self._start(resume)
-                self._check_before_first_step()
+                found = ckpt.start(self.out, resume, self.args.overwrite_output_dir)
+                if found is not None:
+                    self._restore(found)
+                check_before_first_step(self.batcher, self.modules, self.params, self.optimizer, self.out)
             if self.world.size > 1:
                 self._join(found)
             for module in self.modules.values():  # dropout on: a model from from_pretrained arrives in eval mode
@@ -305,11 +197,19 @@ class Trainer:
                     module.train()
             return self._loop(stop)
 
+    def _restore(self, found: tuple[Path, dict]) -> None:
+        self.state = ckpt.restore(found, self.params, self.optimizer, self.rngs, self.world, self.args,
+                                  self.total_steps, self.data_fingerprint)
+
+    def _save(self, last_good: Path | None) -> Path:
+        return ckpt.write_checkpoint(self.out, self.state, self.params, self.optimizer, self.rngs, self.world,
+                                     self.args, self.total_steps, self.data_fingerprint, last_good)
+
     def _join(self, found: tuple[Path, dict] | None) -> None:
         """Several processes: every one starts from rank 0's checkpoint (`found`) and parameters."""
         found = self.world.broadcast(found)
         if found is not None and not self.world.is_root:
-            self._restore(*found)  # the files rank 0 verified: the output folder must be readable by every process
+            self._restore(found)  # the files rank 0 verified: the output folder must be readable by every process
         flat = distributed.flatten_parameters(self.params)
         self.reducer.broadcast(flat)
         distributed.unflatten_parameters(flat, self.params)
@@ -323,7 +223,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=st.step, disable=not a.progress or not w.is_root,
                    desc="train" + w.tag, unit="step", dynamic_ncols=True)
         t0, tokens0 = time.perf_counter(), st.tokens
-        last_good = self._latest_checkpoint()
+        last_good = ckpt.latest_checkpoint(self.out)
         interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
         while st.step < self.total_steps:
             zero_grads(self.grads)
@@ -362,36 +262,36 @@ class Trainer:
                 self._stop_if_not_finite(interval, first, last_good, bar)
                 interval, first = {}, st.step + 1
             if log:
-                shared = [name for name in losses if name != "grad_norm"]  # each process's part of the global loss
-                values = dict(zip(shared, w.sum([float(losses[name]) for name in shared])))
-                if "grad_norm" in losses:
-                    values["grad_norm"] = float(losses["grad_norm"])  # of the summed gradients: the same everywhere
-                rate = (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)  # all processes' tokens
-                record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens": st.tokens,
-                          "tokens_per_s": round(rate, 1), **values, "world_size": w.size}
-                if w.is_root:
-                    _append_jsonl(log_path, record)
-                bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
+                self._log(log_path, bar, losses, lr, epoch, (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9))
             if evaluate:
-                if w.is_root:
-                    self._evaluate(log_path)
-                w.wait()
+                self._evaluate_on_root(log_path)
             if save or interrupted:
-                last_good = self.save_checkpoint(last_good)
+                last_good = self._save(last_good)
             if interrupted:
                 bar.close()
                 raise Interrupted(stop.signum, st.step, last_good)
         bar.close()
         if self.eval_fn:
-            if w.is_root:
-                self._evaluate(log_path)
-            w.wait()
-        self.save_checkpoint(last_good)
+            self._evaluate_on_root(log_path)
+        self._save(last_good)
         if self.save_fn and w.is_root:
             self.save_fn(self.out)
         if w.size > 1:  # every process returns rank 0's evaluations, once its files are written
             st.history, st.best_metric = w.broadcast((st.history, st.best_metric))
         return st
+
+    def _log(self, log_path: Path, bar, losses: dict, lr: float, epoch: int, rate: float) -> None:
+        """A metrics.jsonl line and the bar's numbers: this step's losses (summed over the processes), lr, tokens."""
+        st, w = self.state, self.world
+        shared = [name for name in losses if name != "grad_norm"]  # each process's part of the global loss
+        values = dict(zip(shared, w.sum([float(losses[name]) for name in shared])))
+        if "grad_norm" in losses:
+            values["grad_norm"] = float(losses["grad_norm"])  # of the summed gradients: the same everywhere
+        record = {"step": st.step, "epoch": epoch, "lr": lr, "tokens": st.tokens, "tokens_per_s": round(rate, 1),
+                  **values, "world_size": w.size}  # rate: all processes' tokens per second since the loop began
+        if w.is_root:
+            _append_jsonl(log_path, record)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:.0f}")
 
     def _stop_if_not_finite(self, interval: dict, first: int, last_good: Path | None, bar) -> None:
         """Raise TrainingError if a loss of steps `first`..now was NaN/Inf (reads each sum once)."""
@@ -407,217 +307,47 @@ class Trainer:
             f"checkpoint steps; their means over these steps: {means}); stopped without saving. "
             f"Last good checkpoint: {last_good or 'none'}")
 
-    def _evaluate(self, log_path: Path) -> dict:
-        metrics = self.eval_fn()
-        st, w = self.state, self.world
-        st.history.append({"step": st.step, **metrics})
-        _append_jsonl(log_path, {"step": st.step, "eval": metrics, "world_size": w.size})
-        tqdm.write(f"step {st.step}{w.tag}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        key = self.args.metric_for_best
-        if key:
-            if key not in metrics:
-                raise TrainingError(f"metric_for_best={key!r} is not among the evaluation metrics {sorted(metrics)}")
-            if st.best_metric is None or metrics[key] > st.best_metric:
-                st.best_metric = float(metrics[key])
-                if self.save_fn:
-                    self.save_fn(self.out / "best")
-        return metrics
-
-    # ------------------------------------------------------- before the first step
-    def _start(self, resume: str | None) -> tuple[Path, dict] | None:
-        """Restore the checkpoint to resume from (and return it), or make sure a fresh run mixes with no other."""
-        previous = self._checkpoints()
-        if resume:
-            folder, state = self._find_checkpoint(resume)
-            if folder is not None:
-                self._restore(folder, state)
-                return folder, state
-        elif previous and not self.args.overwrite_output_dir:
-            raise RunFolderError(
-                f"the output folder holds the checkpoints of another run ({', '.join(p.name for p in previous)}): "
-                f"continue it with --resume auto, or start afresh with --overwrite-output-dir (which deletes them), "
-                f"{self.out}")
-        elif previous:
-            stale = [*previous, self.out / "metrics.jsonl", self.out / "best"]
-            for p in stale:
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-            note(f"--overwrite-output-dir: deleted the previous run's {', '.join(p.name for p in previous)}, "
-                 f"metrics.jsonl and best/ in {self.out}")
-
-    def _check_before_first_step(self) -> None:
-        """What would otherwise fail at step 1 or at the first checkpoint: data that does not fit the model, a full disk."""
-        dataset = getattr(self.batcher, "dataset", None)
-        lengths = getattr(dataset, "lengths", None)
-        longest = int(np.max(lengths)) if lengths is not None and len(lengths) else (
-            dataset.input_ids.shape[1] if isinstance(getattr(dataset, "input_ids", None), np.ndarray) else 0)
-        labels = getattr(dataset, "labels", None)
-        for prefix, module in self.modules.items():
-            where = type(module).__name__ + (f" {prefix!r}" if prefix else "")
-            positions = getattr(getattr(module, "config", None), "max_position_embeddings", None)
-            if positions and longest > positions:
-                raise ValueError(f"the training data has rows of {longest} tokens but the model has {positions} "
-                                 f"position embeddings (max_position_embeddings): lower --max-length or "
-                                 f"--max-seq-length, {where}")
-            n = getattr(module, "num_labels", None)  # 1: regression, float labels
-            if (n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels)
-                    and not 0 <= labels.min() <= labels.max() < n):
-                raise ValueError(f"the training labels run from {labels.min()} to {labels.max()} but the model "
-                                 f"has {n} labels (num_labels), {where}")
-        moments = sum(m.nbytes for d in (self.optimizer.exp_avg, self.optimizer.exp_avg_sq) for m in d.values())
-        check_free_space(self.out, sum(p.nbytes for p in self.params.values()) + moments, "one checkpoint")
-
-    # ------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, last_good: Path | None = None) -> Path:
-        """Write checkpoint-<step>/ atomically and keep the newest `save_total_limit` of them.
-
-        A write that fails (a full disk, a read-only folder) or is interrupted leaves no
-        partial folder; the failure is a TrainingError naming the cause and `last_good`.
-        """
-        st, w = self.state, self.world
-        final = self.out / f"checkpoint-{st.step}"
-        rng_states = w.gather([r.get_state() for r in self.rngs])  # every process's dropout state, on rank 0
-        if not w.is_root:
-            w.wait()  # while rank 0 writes
-            return final
-        tmp = self.out / f"{CHECKPOINT_TMP_PREFIX}{st.step}-{os.getpid()}"
-        try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            save_tensors(tmp / PARAMS_FILE, self.params)
-            opt_meta, opt_arrays = self.optimizer.state_dict()
-            save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
-            state = {**asdict(st), "optimizer": opt_meta, "rng_states": rng_states[0],
-                     "args": asdict(self.args), "total_steps": self.total_steps,
-                     "data_fingerprint": self.data_fingerprint, "world_size": w.size}
-            if w.size > 1:
-                state["rng_states_by_rank"] = rng_states
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
-            write_checksums(tmp, (PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE))
-            _fsync_dir(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
-        except BaseException as exc:  # a full disk, or a second Ctrl-C: nothing partial stays
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise TrainingError(f"cannot write {final.name} ({describe_os_error(exc)}); no partial checkpoint "
-                                    f"is left; last good checkpoint: {last_good or 'none'}") from exc
-            raise
-        for old in self._checkpoints()[: -self.args.save_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
-        w.wait()
-        return final
-
-    def load_checkpoint(self, folder: Path) -> None:
-        """Restore parameters, optimizer, position and RNG states saved by `save_checkpoint`.
-
-        Everything is read and checked before anything changes: a checkpoint that is damaged
-        or does not fit this run (other parameter names or shapes, another optimizer) raises
-        CheckpointError naming the file (and the tensor or field); one whose settings differ
-        (see RESULT_SETTINGS) raises RunFolderError naming them. The model is then unchanged.
-        """
-        folder = Path(folder)
-        self._restore(folder, verify_checkpoint(folder))
-
-    def _restore(self, folder: Path, state: dict) -> None:
-        arrays = load_tensors(folder / PARAMS_FILE, {name: p.shape for name, p in self.params.items()})
-        moments = load_tensors(folder / OPTIMIZER_FILE)
-        if len(state["rng_states"]) != len(self.rngs):
-            raise CheckpointError(f"{folder / STATE_FILE}: rng_states holds {len(state['rng_states'])} dropout "
-                                  f"generator states, this run has {len(self.rngs)}")
-        overrides = self._accept_setting_changes(folder, state)
-        try:  # validates names, shapes and dtypes before it copies anything
-            self.optimizer.load_state_dict(state["optimizer"], moments)
-        except ValueError as exc:
-            raise CheckpointError(f"{folder}: the optimizer state ({STATE_FILE} + {OPTIMIZER_FILE}) does not "
-                                  f"fit this run: {exc}") from exc
-        for name, p in self.params.items():
-            p[...] = to_device(arrays[name], device_of(p))
-        w, recorded = self.world, state.get("world_size", 1)
-        by_rank = state.get("rng_states_by_rank") or [state["rng_states"]]
-        if w.rank < len(by_rank):  # a process the checkpoint's run did not have keeps its own generators
-            for r, s in zip(self.rngs, by_rank[w.rank]):
-                r.set_state(s)
-        if recorded != w.size and w.is_root:
-            note(f"{folder} was written by {recorded} process{'es' * (recorded > 1)}, this run has {w.size}: it "
-                 f"continues from the same global batch (step {state['step']}, epoch {state['epoch']}, batch "
-                 f"{state['batch']}), but the processes' dropout masks and the order of the sums differ, so it is "
-                 f"not bit-identical to continuing with {recorded}")
-        self.state = TrainState(step=state["step"], epoch=state["epoch"], batch=state["batch"],
-                                best_metric=state["best_metric"], tokens=state["tokens"], history=state["history"],
-                                overrides=[*state.get("overrides", []), *overrides])
-        tqdm.write(f"resumed from {folder} at step {self.state.step}{w.tag}")
-
-    def _accept_setting_changes(self, folder: Path, state: dict) -> list[dict]:
-        """The recorded settings this run changes, as override records; RunFolderError for those not overridden."""
-        recorded, now = state.get("args") or {}, asdict(self.args)
-        changes = {k: (recorded[k], now[k]) for k in RESULT_SETTINGS if k in recorded and recorded[k] != now[k]}
-        if state["total_steps"] != self.total_steps:
-            changes["total_steps"] = (state["total_steps"], self.total_steps)
-        fingerprint = state.get("data_fingerprint")
-        if fingerprint and self.data_fingerprint and fingerprint != self.data_fingerprint:
-            changes["data"] = (f"fingerprint {fingerprint}", f"fingerprint {self.data_fingerprint}")
-        listed = "; ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
-        allowed = set(self.args.resume_override or ())
-        refused = [k for k in changes if not allowed & {k, "all"}]
-        if refused:
-            raise RunFolderError(
-                f"this run's settings differ from the checkpoint's ({listed}), which would change the result: rerun "
-                f"with the recorded values, or accept them with --resume-override {' '.join(refused)}, {folder}")
-        if changes:
-            note(f"resuming {folder} with changed settings (--resume-override): {listed}")
-        return [{"step": state["step"], "setting": k, "recorded": old, "now": new} for k, (old, new) in changes.items()]
-
-    def _checkpoints(self) -> list[Path]:
-        """checkpoint-<step>/ folders, oldest first (damaged ones included: resume verifies)."""
-        if not self.out.is_dir():
-            return []
-        found = [p for p in self.out.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
-        return sorted(found, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
-
-    def _latest_checkpoint(self) -> Path | None:
-        ckpts = self._checkpoints()
-        return ckpts[-1] if ckpts else None
-
-    def _find_checkpoint(self, resume: str) -> tuple[Path | None, dict | None]:
-        """(folder, its verified trainer_state) to resume from; (None, None) for a fresh start."""
-        if resume != "auto":
-            path = Path(resume)
-            if not (path / STATE_FILE).is_file():
-                raise CheckpointError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
-            return path, verify_checkpoint(path)
-        skipped = []
-        for folder in reversed(self._checkpoints()):  # the newest that verifies
-            try:
-                return folder, verify_checkpoint(folder)
-            except CheckpointError as exc:
-                skipped.append(str(exc))
-                note(f"--resume auto: skipping {folder.name}: {exc}")
-        if skipped:
-            raise CheckpointError(f"--resume auto: no checkpoint in {self.out} verifies: {'; '.join(skipped)}")
-        # none yet: a fresh start, so one command serves a first run, a rerun after a kill,
-        # and each stage of a multi-stage run (distill-task, pipeline)
-        tqdm.write(f"--resume auto: no checkpoint in {self.out} yet, starting from step 0")
-        return None, None
+    def _evaluate_on_root(self, log_path: Path) -> None:
+        """Rank 0 evaluates (on the whole evaluation set), logs and keeps the best model; the others wait."""
+        if self.world.is_root:
+            metrics = self.eval_fn()
+            st, w = self.state, self.world
+            st.history.append({"step": st.step, **metrics})
+            _append_jsonl(log_path, {"step": st.step, "eval": metrics, "world_size": w.size})
+            say(f"step {st.step}{w.tag}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            key = self.args.metric_for_best
+            if key:
+                if key not in metrics:
+                    raise TrainingError(f"metric_for_best={key!r} is not among the evaluation metrics "
+                                        f"{sorted(metrics)}")
+                if st.best_metric is None or metrics[key] > st.best_metric:
+                    st.best_metric = float(metrics[key])
+                    if self.save_fn:
+                        self.save_fn(self.out / "best")
+        self.world.wait()
 
 
-def verify_checkpoint(folder: Path) -> dict:
-    """A checkpoint folder's trainer_state.json, once nothing in the folder is damaged.
-
-    Checks trainer_state.json's fields, both tensor files' headers (truncation, lies) and the
-    checksums of checksums.sha256. A CheckpointError names the file. A folder without
-    checksums.sha256 (written before checksums were recorded) is checked by its headers only.
-    """
-    state = _read_state(folder / STATE_FILE)
-    for name in (PARAMS_FILE, OPTIMIZER_FILE):
-        read_header(folder / name)
-    problems = checksum_problems(folder)
-    if problems is None:
-        note(f"{folder} has no checksums.sha256 (written before minibert recorded them): checked by its "
-             f"tensor files' headers only")
-    elif problems:
-        raise CheckpointError("; ".join(problems))
-    return state
+def check_before_first_step(batcher, modules: dict, params: dict, optimizer, out: Path) -> None:
+    """What would otherwise fail at step 1 or at the first checkpoint: data that does not fit the model, a full disk."""
+    dataset = getattr(batcher, "dataset", None)
+    lengths = getattr(dataset, "lengths", None)
+    longest = int(np.max(lengths)) if lengths is not None and len(lengths) else (
+        dataset.input_ids.shape[1] if isinstance(getattr(dataset, "input_ids", None), np.ndarray) else 0)
+    labels = getattr(dataset, "labels", None)
+    for prefix, module in modules.items():
+        where = type(module).__name__ + (f" {prefix!r}" if prefix else "")
+        positions = getattr(getattr(module, "config", None), "max_position_embeddings", None)
+        if positions and longest > positions:
+            raise DataError(f"the training data has rows of {longest} tokens but the model has {positions} "
+                            f"position embeddings (max_position_embeddings): lower --max-length or "
+                            f"--max-seq-length, {where}")
+        n = getattr(module, "num_labels", None)  # 1: regression, float labels
+        if (n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels)
+                and not 0 <= labels.min() <= labels.max() < n):
+            raise DataError(f"the training labels run from {labels.min()} to {labels.max()} but the model "
+                            f"has {n} labels (num_labels), {where}")
+    moments = sum(m.nbytes for d in (optimizer.exp_avg, optimizer.exp_avg_sq) for m in d.values())
+    check_free_space(out, sum(p.nbytes for p in params.values()) + moments, "one checkpoint")
 
 
 def _device_scalar(v):
@@ -628,46 +358,9 @@ def _device_scalar(v):
     return xp.asanyarray(v, dtype=xp.float64)
 
 
-def _read_state(path: Path) -> dict:
-    """trainer_state.json, with every field the loader needs; CheckpointError naming the file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not found")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is damaged") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    missing = [key for key in STATE_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(f"{path}: field {missing[0]!r} is missing")
-    for key, kind in {"step": int, "epoch": int, "batch": int, "tokens": int, "total_steps": int, "history": list,
-                      "optimizer": dict, "rng_states": list}.items():
-        value = state[key]
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
-            expected = "a non-negative integer" if kind is int else f"a JSON {'array' if kind is list else 'object'}"
-            raise CheckpointError(f"{path}: field {key!r} must be {expected}, got {str(value)[:40]!r}")
-    if state["best_metric"] is not None and not isinstance(state["best_metric"], (int, float)):
-        raise CheckpointError(f"{path}: field 'best_metric' must be a number or null, got {state['best_metric']!r}")
-    return state
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"cannot write {type(o).__name__} to JSON")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush the files of a folder to disk before it is renamed into place."""
-    for f in folder.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=_json_default) + "\n")
+        fh.write(json.dumps(record, default=ckpt.json_default) + "\n")
 
 
 def _truncate_log(path: Path, step: int) -> None:

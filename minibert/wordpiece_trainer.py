@@ -25,6 +25,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
+from .errors import DataError
 from .tokenizer import SPECIAL_TOKENS
 from .wordpiece import CHUNK_RE, MAX_INPUT_CHARS_PER_WORD, BasicTokenizer
 
@@ -84,7 +85,7 @@ def train_wordpiece_vocab(files: str | os.PathLike | Iterable[str | os.PathLike]
         files = [files]
     files = [Path(f) for f in files]
     if not files:
-        raise ValueError("no training files given")
+        raise DataError("no training files given")
     word_counts = count_words(files, do_lower_case=do_lower_case, show_progress=show_progress)
     words = sorted(word_counts)  # a fixed order: deterministic whatever the hash seed
 
@@ -98,7 +99,7 @@ def train_wordpiece_vocab(files: str | os.PathLike | Iterable[str | os.PathLike]
         alphabet = sorted(kept)
     vocab = list(SPECIAL_TOKENS) + alphabet + ["##" + c for c in alphabet]
     if vocab_size < len(vocab):
-        raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(vocab)} special and "
+        raise DataError(f"vocab_size={vocab_size} is smaller than the {len(vocab)} special and "
                          f"character tokens the corpus needs; raise it or set limit_alphabet")
     in_vocab = set(vocab)
 

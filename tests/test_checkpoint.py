@@ -16,7 +16,7 @@ import pytest
 import safetensors.numpy
 
 from minibert import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
-from minibert import checkpoint
+from minibert import checkpoint, tensor_files
 from minibert.checkpoint import CheckpointError, CheckpointMismatchError, CheckpointWarning
 from minibert.distill import FitDense
 from minibert.tokenizer import BertTokenizer
@@ -340,7 +340,7 @@ def test_safetensors_own_errors_are_reraised_with_the_file_name(tmp_path, monkey
         def __init__(self, *a, **k):
             raise RuntimeError("MetadataIncompleteBuffer")
 
-    monkeypatch.setattr(checkpoint, "safe_open", Broken)
+    monkeypatch.setattr(tensor_files, "safe_open", Broken)
     with pytest.raises(CheckpointError, match=r"model.safetensors: safetensors cannot open the file: MetadataIncompleteBuffer"):
         BertModel.from_pretrained(folder)
 
@@ -438,7 +438,7 @@ def failing_save_file(tensors, filename, metadata=None):
 
 def test_failed_save_leaves_no_partial_folder(tmp_path, monkeypatch):
     model = random_model(BertModel)
-    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
+    monkeypatch.setattr(tensor_files, "save_file", failing_save_file)
     with pytest.raises(OSError, match="disk full"):
         model.save_pretrained(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
@@ -448,7 +448,7 @@ def test_failed_save_over_an_existing_folder_keeps_it(tmp_path, monkeypatch):
     old, folder = saved(tmp_path, BertModel, name="out")
     (folder / "notes.txt").write_text("mine")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
+    monkeypatch.setattr(tensor_files, "save_file", failing_save_file)
     with pytest.raises(OSError):
         random_model(BertModel, seed=1).save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -529,7 +529,7 @@ def test_save_tensors_round_trip_is_bit_exact(tmp_path):
 def test_failed_save_tensors_keeps_the_old_file(tmp_path, monkeypatch):
     path = checkpoint.save_tensors(tmp_path / "t.safetensors", {"a": np.ones(3)})
     before = path.read_bytes()
-    monkeypatch.setattr(checkpoint, "save_file", failing_save_file)
+    monkeypatch.setattr(tensor_files, "save_file", failing_save_file)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save_tensors(path, {"a": np.zeros(3)})
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]  # no temp file

@@ -9,7 +9,7 @@ import pytest
 from minibert import BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel
 from minibert import data as D
 from minibert.evaluation import evaluate
-from minibert.finetune import classification_step, load_task_sets
+from minibert.finetune import classification_step, load_task_data
 from minibert.settings import TaskDataSettings
 from minibert.train import main
 from minibert.trainer import Trainer, TrainArgs
@@ -50,7 +50,7 @@ def test_training_a_loaded_model_turns_dropout_on_even_after_evaluations(folder,
 
 def test_training_data_says_how_many_examples_it_cut(tok, data_dir, capsys):
     settings = TaskDataSettings(task="mrpc", max_length=32, max_train_examples=300, max_eval_examples=100)
-    spec, train, dev = load_task_sets(settings, tok)
+    spec, train, dev = load_task_data(settings, tok)
     err = capsys.readouterr().err
     for what, split, n in (("training", "train.tsv", 300), ("dev", "dev.tsv", 100)):
         rows = D.read_glue("mrpc", data_dir / "MRPC" / split)[:n]
@@ -61,7 +61,7 @@ def test_training_data_says_how_many_examples_it_cut(tok, data_dir, capsys):
     assert max(train.lengths) == 32 and train.num_truncated == sum(
         len(tok.encode(r.text_a, r.text_b)["input_ids"]) > 32
         for r in D.read_glue("mrpc", data_dir / "MRPC" / "train.tsv")[:300])
-    load_task_sets(TaskDataSettings(task="sst-2", max_length=128, max_train_examples=50, max_eval_examples=50), tok)
+    load_task_data(TaskDataSettings(task="sst-2", max_length=128, max_train_examples=50, max_eval_examples=50), tok)
     assert "truncated" not in capsys.readouterr().err  # nothing cut, nothing said
 
 

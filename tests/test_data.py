@@ -153,13 +153,13 @@ def test_read_gutenberg_real(data_dir):
 def test_read_text_and_corpus(tmp_path, data_dir):
     p = tmp_path / "corpus.txt"
     p.write_bytes(b"\xef\xbb\xbfDoc one, sentence one.\r\nDoc one, sentence two.\r\n\r\n\r\nDoc two.\r\n\r\n")
-    assert D.read_text(p) == [["Doc one, sentence one.", "Doc one, sentence two."], ["Doc two."]]
+    assert D.read_plain_text(p) == [["Doc one, sentence one.", "Doc one, sentence two."], ["Doc two."]]
     assert D.detect_corpus_format(p) == "text"
     assert D.detect_corpus_format(data_dir / "wikitext-2-raw" / "wiki.test.raw") == "wikitext"
     assert D.detect_corpus_format(data_dir / "gutenberg" / "84-0.txt") == "gutenberg"
     docs = D.read_corpus([data_dir / "wikitext-2-raw", data_dir / "gutenberg", p])
     assert len(docs) == 60 + 62 + 5 + 2
-    assert docs[-2:] == D.read_text(p)
+    assert docs[-2:] == D.read_plain_text(p)
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         D.read_corpus(tmp_path / "nope.txt")
 

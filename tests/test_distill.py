@@ -380,7 +380,7 @@ def test_a_new_loss_is_one_table_entry(monkeypatch):
     from minibert import distill
 
     monkeypatch.setitem(distill.LOSSES, "emb_copy", distill.DistillLoss(
-        "hidden", "hidden", lambda d, s, t, b: hidden_loss_forward(s, t, [(0, 0)]), hidden_loss_backward))
+        "hidden", "hidden", lambda s, t, b, o: hidden_loss_forward(s, t, [(0, 0)]), hidden_loss_backward))
     monkeypatch.setitem(distill.STAGE_LOSSES, "copy", ("emb_copy",))
     monkeypatch.setitem(distill.STAGE_LOSSES, "emb_only", ("emb",))
     rng = np.random.default_rng(0)

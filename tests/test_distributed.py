@@ -33,7 +33,8 @@ from minibert.data.batching import shard_batch  # noqa: E402
 from minibert.finetune import classification_step  # noqa: E402
 from minibert.optim import zero_grads  # noqa: E402
 from minibert.pretrain import pretraining_step  # noqa: E402
-from minibert.trainer import Trainer, TrainArgs, verify_checkpoint  # noqa: E402
+from minibert.trainer import Trainer, TrainArgs  # noqa: E402
+from minibert.run_checkpoints import verify_checkpoint  # noqa: E402
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))  # the mpich wheel's
 

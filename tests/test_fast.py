@@ -64,7 +64,7 @@ def test_use_fast_binds_exactly_the_listed_kernels(restore_kernels):
 def test_fast_kernels_hand_other_arrays_to_the_reference():
     """A non-NumPy array (a list here, CuPy on a GPU) takes the reference path: its cache type shows it."""
     _, _, cache = fast.attention_forward(*(np.ones((1, 1, 2, 2)),) * 3, None)
-    assert isinstance(cache, fast.AttentionCache)
+    assert isinstance(cache, fast.FastAttentionCache)
     _, cache = fast.layernorm_forward(np.ones((2, 3)), np.ones(3), np.zeros(3))
     assert isinstance(cache, F.LayerNormCache)
     assert fast._fast(np.ones(2)) and not fast._fast(np.ones(2), [1.0, 2.0])

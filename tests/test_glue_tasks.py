@@ -14,10 +14,10 @@ import pytest
 
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
-from minibert.evaluation import evaluate, predict
+from minibert.evaluation import evaluate, predict_encoded
 from minibert.finetune import evaluate_folder, finetune
 from minibert.settings import ModelSettings, TaskDataSettings
-from minibert.trainer import TrainArgs
+from minibert.settings import TrainArgs
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "data"
 
@@ -150,7 +150,7 @@ def test_mnli_is_scored_on_matched_and_mismatched_dev_sets(glue_root, tok):
     metrics = evaluate(model, spec, dev)
     assert list(metrics) == ["acc", "acc_mm"]
     for suffix in dev:
-        expect = np.mean(predict(model, dev[suffix]).argmax(-1) == dev[suffix].labels)
+        expect = np.mean(predict_encoded(model, dev[suffix]).argmax(-1) == dev[suffix].labels)
         assert metrics["acc" + suffix] == pytest.approx(expect)
     # D.load_task_data is the main (matched) set alone
     assert D.load_task_data("mnli", tok, max_length=48)[2].labels.tolist() == dev[""].labels.tolist()

@@ -24,7 +24,7 @@ from minibert import BertForMaskedLM, BertForPreTraining, BertForSequenceClassif
 from minibert.backend import to_device, to_numpy
 from minibert.data import Batcher, EncodedExamples
 from minibert.distill import Distiller
-from minibert.evaluation import predict
+from minibert.evaluation import predict_encoded
 from minibert.finetune import classification_step
 from minibert.optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, zero_grads
 from minibert.tinybert import distill_step
@@ -213,7 +213,8 @@ def test_host_inputs_meet_a_device_model_and_are_checked_on_the_host(dev):
     device = BertForSequenceClassification(small_config(), num_labels=3, seed=2).to("cupy")
     rows = [list(rng.integers(1, 23, rng.integers(2, 8))) for _ in range(10)]
     data = EncodedExamples(rows, [[0] * len(r) for r in rows], rng.integers(0, 3, 10))
-    np.testing.assert_allclose(predict(device, data, batch_size=4), predict(host, data, batch_size=4), rtol=1e-5,
+    np.testing.assert_allclose(predict_encoded(device, data, batch_size=4), predict_encoded(host, data, batch_size=4),
+                               rtol=1e-5,
                                atol=1e-6)
     ids, types, mask = random_batch(rng, 2, 5, pad=False)
     ids[1, 2] = 23  # one past the vocabulary

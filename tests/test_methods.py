@@ -5,6 +5,7 @@ Float64 central differences against a random upstream gradient throughout; value
 references written the papers' way (loops over layers, heads and tokens).
 """
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from minibert.distill_losses import (attention_kl_loss_backward, attention_kl_lo
 from minibert.model import MASK_VALUE
 from minibert.settings import CorpusSettings, GeneralDistillSettings, TaskDistillSettings
 from minibert.teacher_cache import TeacherCache, example_keys
-from minibert.trainer import TrainArgs
+from minibert.settings import TrainArgs
 from conftest import check_kernel, gradcheck, random_batch, small_config
 
 SETTINGS = settings(max_examples=8, deadline=None)
@@ -252,14 +253,20 @@ def test_the_qkv_taps_are_the_heads_attention_runs_on():
 
 
 def test_every_method_names_losses_of_the_table_and_the_flags_know_them():
-    for method, stages in METHODS.items():
+    for method, entry in METHODS.items():
+        stages = entry.stages
         assert set(stages) <= {"general", "intermediate", "prediction", "all"}, method
         assert "prediction" in stages, f"{method}: every method distils a task's predictions"
         for names in stages.values():
             assert set(names) <= set(LOSSES), method
-    assert METHODS["tinybert"] is distill.STAGE_LOSSES
-    assert S.METHODS == tuple(METHODS)
-    assert S.GENERAL_METHODS == tuple(m for m, stages in METHODS.items() if "general" in stages)
+        assert entry.summary in S.METHOD_HELP, method  # --method's help is made of the entries
+        for name, parts in entry.log_sums.items():
+            assert name not in LOSSES and set(parts) <= set(LOSSES), method
+    assert METHODS["tinybert"].stages is distill.STAGE_LOSSES
+    choices = {f.name: f.metadata.get("choices") for f in fields(S.TaskDistillSettings)}
+    assert choices["method"] == tuple(METHODS) and choices["mapping"] == distill.MAPPING_STRATEGIES
+    general = {f.name: f.metadata.get("choices") for f in fields(S.GeneralDistillSettings)}["method"]
+    assert general == tuple(m for m, entry in METHODS.items() if "general" in entry.stages)
 
 
 def method_pair(method, nh_s=2, hs_s=3, nh_t=2, hs_t=3, layers_s=2, layers_t=4, labels=3, dropout=0.0):
@@ -311,7 +318,7 @@ def test_each_methods_gradients_reach_every_student_parameter(method, stage, sha
                           seed=1).astype(np.float64)
     losses = check_method_gradients(distiller, student, teacher, stage, rng)
     ran = {k for k in LOSSES if float(losses[k]) != 0}
-    assert ran == set(distiller.active(stage)) == set(METHODS[method][stage]), ran
+    assert ran == set(distiller.active(stage)) == set(METHODS[method].stages[stage]), ran
     np.testing.assert_allclose(float(losses["total"]), sum(distiller.weights[k] * float(losses[k]) for k in ran),
                                rtol=1e-12)
 
@@ -431,9 +438,9 @@ def test_cached_and_uncached_prediction_stages_train_identical_students(method, 
     for cache_teacher in (True, False):
         scfg, tcfg, teacher, student = method_pair(method, nh_s=2, hs_s=4, nh_t=2, hs_t=4, labels=2, dropout=0.1)
         teacher, student = teacher.astype(np.float32), student.astype(np.float32)
-        settings = TaskDistillSettings(method=method, pred_epochs=3, batch_size=8, eval_steps=100, progress=False,
-                                       cache_teacher=cache_teacher, output_dir=str(tmp_path / str(cache_teacher)))
-        T.task_distillation("sst-2", teacher, student, train, dev, None, settings)
+        settings = TaskDistillSettings(method=method, pred_epochs=3, cache_teacher=cache_teacher)
+        training = TrainArgs(batch_size=8, eval_steps=100, progress=False, output_dir=str(tmp_path / str(cache_teacher)))
+        T.task_distillation("sst-2", teacher, student, train, dev, None, settings, training)
         weights.append(student.named_parameters())
     assert "teacher outputs: 24 computed, 48 reused from the cache" in capsys.readouterr().err
     # Equal to float32 rounding, not bit for bit: the cache computes a row's teacher logits in
@@ -467,10 +474,10 @@ def test_a_method_without_an_intermediate_stage_skips_it(tmp_path, capsys):
     rng = np.random.default_rng(2)
     train, dev = equal_length_examples(rng, 16), equal_length_examples(rng, 8)
     scfg, tcfg, teacher, student = method_pair("distilbert", nh_s=2, hs_s=4, nh_t=2, hs_t=4, labels=2)
-    settings = TaskDistillSettings(method="distilbert", inter_steps=3, pred_steps=4, batch_size=8, eval_steps=2,
-                                   progress=False, output_dir=str(tmp_path))
+    settings = TaskDistillSettings(method="distilbert", inter_steps=3, pred_steps=4)
+    training = TrainArgs(batch_size=8, eval_steps=2, progress=False, output_dir=str(tmp_path))
     res = T.task_distillation("sst-2", teacher.astype(np.float32), student.astype(np.float32), train, dev, None,
-                              settings)
+                              settings, training)
     assert "no intermediate-layer stage" in capsys.readouterr().err
     assert not (tmp_path / "intermediate").exists() and Path(res["folder"], "model.safetensors").is_file()
     log = [json.loads(line) for line in (tmp_path / "prediction" / "metrics.jsonl").read_text().splitlines()]

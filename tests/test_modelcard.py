@@ -11,7 +11,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from minibert import BertForSequenceClassification
-from minibert.settings import TaskDataSettings, TaskDistillSettings
+from minibert.settings import RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs
 from minibert.tinybert import pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,13 +70,13 @@ def test_finetune_writes_a_card_whose_numbers_are_the_runs(tmp_path, data_dir):
 def pipeline_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipe")
     data = TaskDataSettings(task="sst-2", max_train_examples=64, max_eval_examples=32, max_length=32)
-    settings = TaskDistillSettings(student="teacher:0,5", inter_steps=2, pred_steps=3, eval_steps=2, batch_size=16,
-                                   progress=False, output_dir=str(out))
-    return out, pipeline(data, settings), (data, settings)
+    settings = TaskDistillSettings(student="teacher:0,5", inter_steps=2, pred_steps=3)
+    training = TrainArgs(eval_steps=2, batch_size=16, progress=False, output_dir=str(out))
+    return out, pipeline(data, settings, training), (data, settings, training)
 
 
 def test_pipeline_cards_for_the_student_and_the_teacher_it_fine_tuned(pipeline_run):
-    out, results, (data, settings) = pipeline_run
+    out, results, (data, settings, training) = pipeline_run
     assert results == json.loads((out / "results.json").read_text())
     meta, body = parse(out / "student")
     assert index_metrics(meta) == {"dev acc": results["student"]["acc"]}
@@ -91,7 +91,8 @@ def test_pipeline_cards_for_the_student_and_the_teacher_it_fine_tuned(pipeline_r
     assert ("minibert.tinybert.pipeline(TaskDataSettings(task='sst-2', max_length=32, max_train_examples=64, "
             "max_eval_examples=32), TaskDistillSettings(student='teacher:0,5', inter_steps=2") in body
     settings_json = body.split("```json\n", 1)[1].split("```", 1)[0]
-    assert json.loads(settings_json) == {"TaskDataSettings": asdict(data), "TaskDistillSettings": asdict(settings)}
+    assert json.loads(settings_json) == {"TaskDataSettings": asdict(data), "TaskDistillSettings": asdict(settings),
+                                         "TrainArgs": asdict(training), "RunOptions": asdict(RunOptions())}
     t_meta, t_body = parse(out / "teacher")  # the teacher fine-tuned in the run
     assert index_metrics(t_meta) == {"dev acc": results["teacher"]["acc"]}
     assert f"the teacher of `{out / 'student'}`" in t_body

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from minibert import BertConfig, BertForSequenceClassification, checkpoint, runfolder
+from minibert import BertConfig, BertForSequenceClassification, checkpoint, runfolder, tensor_files
 from minibert import data as D
 from minibert.checkpoint import CheckpointError
 from minibert.finetune import classification_step
@@ -201,7 +201,7 @@ def test_a_failing_disk_write_is_one_line_and_leaves_nothing_partial(tmp_path):
 
 
 def test_a_full_disk_midway_keeps_the_last_good_checkpoint_and_resume_cleans_up(tok, sst2, tmp_path, monkeypatch):
-    real = checkpoint.save_file
+    real = tensor_files.save_file
     calls = {"n": 0}
 
     def full_on_the_third_file(tensors, filename, metadata=None):
@@ -212,7 +212,7 @@ def test_a_full_disk_midway_keeps_the_last_good_checkpoint_and_resume_cleans_up(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
         return real(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(checkpoint, "save_file", full_on_the_third_file)
+    monkeypatch.setattr(tensor_files, "save_file", full_on_the_third_file)
     with pytest.raises(TrainingError, match=r"cannot write checkpoint-4 \(No space left on device, .*; last good "
                                             r"checkpoint: .*checkpoint-2$"):
         run(tmp_path, tok, sst2, steps=6)
@@ -410,7 +410,7 @@ def test_expected_failures_are_one_line_with_their_exit_code(case, tmp_path):
     elif case == "bad-override":
         extra, expect, code = ["--resume-override", "speed"], "error: invalid training setting resume_override=", 2
     else:
-        out, extra, expect = tmp_path / "file", ["--debug"], "minibert.runfolder.RunFolderError: the output folder is a file"
+        out, extra, expect = tmp_path / "file", ["--debug"], "minibert.errors.RunFolderError: the output folder is a file"
     proc = subprocess.run(cli(out, *extra, steps=20), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == code, proc.stderr
     if case == "debug":

@@ -15,7 +15,7 @@ from minibert.report import measure_latency, results_table
 from minibert.settings import (CorpusSettings, GeneralDistillSettings, ModelSettings, TaskDataSettings,
                                TaskDistillSettings)
 from minibert.specs import build_student, parse_student_spec, student_from_teacher_layers
-from minibert.trainer import TrainArgs
+from minibert.settings import TrainArgs
 
 
 def tiny_classifier(tok, seed=0):
@@ -103,8 +103,8 @@ def test_task_distillation_from_the_general_student(general_student, tmp_path):
              TrainArgs(output_dir=str(teacher_dir), max_steps=2, batch_size=16, progress=False))
     out = tmp_path / "task"
     results = T.pipeline(data, TaskDistillSettings(teacher=str(teacher_dir), student=str(general_student), inter_steps=3,
-                                                   pred_steps=4, eval_steps=2, batch_size=16, progress=False,
-                                                   output_dir=str(out)))
+                                                   pred_steps=4),
+                         TrainArgs(eval_steps=2, batch_size=16, progress=False, output_dir=str(out)))
     assert results == json.loads((out / "results.json").read_text())
     for who in ("teacher", "student"):
         assert {"accuracy", "params", "latency_ms"} <= set(results[who])
@@ -123,20 +123,22 @@ def test_a_stage1_fit_dense_of_another_width_is_an_error_unless_reinit_is_asked_
     stage1 = tmp_path / "stage1"
     T.save_student(stage1, student.bert, Distiller(student.config, wider), tok)
     _, train, dev = D.load_task_data("sst-2", tok, max_length=16, max_train_examples=8, max_eval_examples=8)
-    settings = TaskDistillSettings(pred_steps=1, batch_size=8, progress=False, output_dir=str(tmp_path / "out"))
+    settings = TaskDistillSettings(pred_steps=1)
+    training = TrainArgs(batch_size=8, progress=False, output_dir=str(tmp_path / "out"))
     with pytest.raises(CheckpointError, match=FIT_DENSE_NAME):
-        T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, fit_dense_from=stage1)
+        T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, training, fit_dense_from=stage1)
     settings.fit_dense_mismatch = "reinit"
     with pytest.warns(CheckpointWarning, match="fresh"):
-        res = T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, fit_dense_from=stage1)
+        res = T.task_distillation("sst-2", teacher, student, train, dev, tok, settings, training,
+                                  fit_dense_from=stage1)
     assert Path(res["folder"], "model.safetensors").is_file()
 
 
 def test_pipeline_writes_results_and_table(tmp_path):
     out = tmp_path / "pipe"
     results = T.pipeline(TaskDataSettings(max_train_examples=96, max_eval_examples=48),
-                         TaskDistillSettings(inter_steps=2, pred_steps=3, eval_steps=2, batch_size=16, progress=False,
-                                             output_dir=str(out)))
+                         TaskDistillSettings(inter_steps=2, pred_steps=3),
+                         TrainArgs(eval_steps=2, batch_size=16, progress=False, output_dir=str(out)))
     assert results == json.loads((out / "results.json").read_text())
     assert 0 < results["student"]["accuracy"] <= 1 and 0 < results["teacher"]["accuracy"] <= 1
     assert results["student"]["score"] == results["student"]["acc"] and results["student"]["main_metric"] == "acc"

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file
 from minibert import settings
 from minibert.flags import UsageError, from_args
 from minibert.train import build_parser, main, parse_args
-from minibert.trainer import TrainArgs
+from minibert.settings import TrainArgs
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["vocab", "pretrain", "finetune", "evaluate", "distill-general", "augment", "distill-task", "pipeline",
@@ -99,14 +99,40 @@ def test_flags_build_the_settings_with_each_commands_defaults():
     assert from_args(settings.MaskingSettings, a) == settings.MaskingSettings()
     assert from_args(TrainArgs, a) == TrainArgs(output_dir="runs/pretrain", lr=1e-3, batch_size=32, max_steps=1000,
                                                 eval_steps=200, save_steps=200, warmup_ratio=0.05)
-    a = parse_args(["distill-task", "--pred-steps", "7", "--progress", "false"])
+    a = parse_args(["distill-task", "--pred-steps", "7", "--progress", "false", "--grad-accum", "2"])
     assert from_args(settings.TaskDistillSettings, a) == settings.TaskDistillSettings(
-        teacher="runs/teacher-sst2", output_dir="runs/distill", pred_steps=7, progress=False)
+        teacher="runs/teacher-sst2", pred_steps=7)
+    assert from_args(TrainArgs, a) == TrainArgs(output_dir="runs/distill", eval_steps=100, progress=False, grad_accum=2)
     assert parse_args(["vocab", "--cased"]).cased is True  # a boolean flag alone means true
     assert parse_args(["vocab", "--cased", "no"]).cased is False
     assert parse_args(["pretrain", "--corpus", "a.txt", "b"]).corpus == ["a.txt", "b"]
     with pytest.raises(ValueError, match="TaskDistillSettings.mapping"):
         settings.TaskDistillSettings(mapping="sideways")  # the library checks what argparse's choices check
+
+
+TRAINING_COMMANDS = ("pretrain", "finetune", "distill-general", "distill-task", "pipeline")
+
+
+def test_every_training_command_has_every_training_flag():
+    """One TrainArgs for every training command: a multi-stage command has every flag but those each
+    stage sets itself (settings.PER_STAGE: its length, rate and schedule, from --inter-*/--pred-*)."""
+    parser = build_parser()
+    for command in TRAINING_COMMANDS:
+        flags = {f for a in parser._subparsers._group_actions[0].choices[command]._actions for f in a.option_strings}
+        expected = {f.name for f in fields(TrainArgs)} | {f.name for f in fields(settings.RunOptions)}
+        if command in ("distill-task", "pipeline"):
+            expected -= set(settings.PER_STAGE)
+        missing = sorted(n for n in expected if "--" + n.replace("_", "-") not in flags)
+        assert not missing, (command, missing)
+
+
+def test_each_distillation_stage_composes_the_shared_training_settings():
+    s, training = settings.TaskDistillSettings(inter_steps=3, pred_steps=5), TrainArgs(grad_accum=4, output_dir="o")
+    for stage in ("teacher", "intermediate", "prediction"):
+        args = s.stage_args(training, stage)
+        assert args.grad_accum == 4 and args.output_dir == str(Path("o") / stage)
+    assert s.stage_args(training, "intermediate").schedule == "constant"
+    assert s.stage_args(training, "prediction", "acc").metric_for_best == "acc"
 
 
 def test_train_py_is_a_thin_shell():

@@ -9,7 +9,7 @@ import pytest
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
 from minibert.checkpoint import CheckpointError
-from minibert.evaluation import predict
+from minibert.evaluation import predict_encoded
 from minibert.finetune import classification_step
 from conftest import HostReads
 from minibert.trainer import Trainer, TrainArgs, TrainingError
@@ -62,7 +62,7 @@ def test_loss_falls_on_real_sst2(tok, sst2, tmp_path):
     model = tiny_classifier(tok)
     args = TrainArgs(output_dir=str(tmp_path), max_steps=120, batch_size=32, lr=2e-3, progress=False)
     trainer = Trainer(args, {"": model}, D.Batcher(train, 32, seed=0), classification_step(model),
-                      lambda: D.compute_metrics("sst-2", predict(model, dev), dev.labels))
+                      lambda: D.compute_metrics("sst-2", predict_encoded(model, dev), dev.labels))
     trainer.train()
     log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]

@@ -12,7 +12,7 @@ from minibert import tinybert as T
 from minibert.augment import Augmenter, GloveNeighbours, augment_table
 from minibert.finetune import evaluate_folder, finetune
 from minibert.settings import AugmentSettings, ModelSettings, TaskDataSettings, TaskDistillSettings
-from minibert.trainer import TrainArgs
+from minibert.settings import TrainArgs
 
 
 def write(path, text):
@@ -252,8 +252,8 @@ def test_augment_then_distill_your_own_data(tmp_path):
     teacher.save_pretrained(tmp_path / "teacher")
     data = TaskDataSettings(train_file=result["file"], dev_file=str(tmp_path / "dev.csv"), **columns)
     results = T.pipeline(data, TaskDistillSettings(teacher=str(tmp_path / "teacher"), student="tiny", vocab=None,
-                                                   pred_steps=2, eval_steps=2, batch_size=8, progress=False,
-                                                   output_dir=str(tmp_path / "distill")))
+                                                   pred_steps=2),
+                         TrainArgs(eval_steps=2, batch_size=8, progress=False, output_dir=str(tmp_path / "distill")))
     assert results["task"] == result["file"] and 0 <= results["student"]["acc"] <= 1
     config = json.loads((tmp_path / "distill" / "student" / "config.json").read_text())
     assert config["id2label"] == {"0": "melville", "1": "austen", "2": "carroll"}

@@ -33,7 +33,7 @@ them. It does not tokenize (`minibert.tokenizer`), move a batch to a device or t
 """
 from ..functional import IGNORE_INDEX
 from .batching import INT_DTYPE, Batcher, Shard, iterate_batches, make_epoch_batches, shard_batch
-from .corpus import Document, detect_corpus_format, read_corpus, read_gutenberg, read_text, read_wikitext, split_sentences
+from .corpus import Document, detect_corpus_format, read_corpus, read_gutenberg, read_plain_text, read_wikitext, split_sentences
 from .encoding import SCORE_DTYPE, EncodedExamples, check_fits, encode_examples, note_truncation, truncation_note
 from .metrics import accuracy, acc_and_f1, f1, matthews_corrcoef, pearson, spearman
 from .pretraining import PretrainingData, create_pretraining_examples, tokenize_documents
@@ -50,7 +50,7 @@ __all__ = [
     "CORPUS_DIRS", "DataNotFoundError", "TaskFiles", "data_roots", "default_vocab", "find_data", "load_task_data",
     "load_task_sets", "read_task", "task_files",
     # corpus.py
-    "Document", "detect_corpus_format", "read_corpus", "read_gutenberg", "read_text", "read_wikitext",
+    "Document", "detect_corpus_format", "read_corpus", "read_gutenberg", "read_plain_text", "read_wikitext",
     "split_sentences",
     # pretraining.py
     "PretrainingData", "create_pretraining_examples", "tokenize_documents",

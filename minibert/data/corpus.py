@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..textfile import read_text
+
 Document = list  # a document is a list of sentences (str), in reading order
 
 # Words that end with a period without ending the sentence ("Mr. Bennet").
@@ -59,10 +61,7 @@ def _read_text_file(path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+    text = read_text(path)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -124,7 +123,7 @@ def read_gutenberg(path) -> list[Document]:
     return [sentences] if sentences else []
 
 
-def read_text(path) -> list[Document]:
+def read_plain_text(path) -> list[Document]:
     """Google's pre-training text format: one sentence per line, blank line = new document."""
     documents: list[Document] = [[]]
     for line in _read_text_file(path).split("\n"):
@@ -154,7 +153,7 @@ def detect_corpus_format(path) -> str:
     return "text"
 
 
-_READERS = {"wikitext": read_wikitext, "gutenberg": read_gutenberg, "text": read_text}
+_READERS = {"wikitext": read_wikitext, "gutenberg": read_gutenberg, "text": read_plain_text}
 
 
 def read_corpus(paths) -> list[Document]:
@@ -162,7 +161,7 @@ def read_corpus(paths) -> list[Document]:
 
     `paths` is a path or a list of paths; a folder stands for its `*.txt`, `*.raw` and
     `*.tokens` files in sorted order (so the result is the same on every machine). Each file
-    goes to `read_wikitext`, `read_gutenberg` or `read_text` as `detect_corpus_format` says.
+    goes to `read_wikitext`, `read_gutenberg` or `read_plain_text` as `detect_corpus_format` says.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from .batching import INT_DTYPE
 from .tasks import InputExample
 
@@ -124,5 +125,5 @@ def check_fits(encoded: EncodedExamples, model, flag: str = "--max-length") -> N
     at once with both numbers, rather than at the first long row."""
     positions = model.config.max_position_embeddings
     if encoded.max_length is not None and encoded.max_length > positions:
-        raise ValueError(f"{flag} {encoded.max_length} is more than the model's {positions} position embeddings "
+        raise DataError(f"{flag} {encoded.max_length} is more than the model's {positions} position embeddings "
                          f"(max_position_embeddings): use {flag} {positions} or less")

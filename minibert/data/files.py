@@ -44,6 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import DataError
+from ..textfile import read_text
+
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}  # extension -> reader
 TEXT_COLUMNS = ("text", "sentence", "sentence1")  # --text-column's default: the first the file has
 PAIR_COLUMNS = {"text": "text_pair", "sentence1": "sentence2"}  # --text-pair-column's default, by text column
@@ -87,27 +90,16 @@ def file_format(path) -> str:
     """'csv', 'tsv' or 'jsonl' from the extension; ValueError naming the supported ones."""
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: unknown data file type {Path(path).suffix!r}; use .csv, .tsv (with a header line) "
+        raise DataError(f"{path}: unknown data file type {Path(path).suffix!r}; use .csv, .tsv (with a header line) "
                          f"or .jsonl/.json (JSON Lines)")
     return fmt
-
-
-def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a data file")
-    try:
-        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first column's name
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
 
 
 def _header(path: Path, line: int, names: list[str]) -> list[str]:
     names = [n.strip() for n in names]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ValueError(f"{path}:{line}: the header names {twice} more than once")
+        raise DataError(f"{path}:{line}: the header names {twice} more than once")
     return names
 
 
@@ -121,18 +113,18 @@ def _delimited(path: Path, text: str, fmt: str) -> Table:
                 records.append((end + 1, fields))  # a quoted newline spans lines: the record starts after the last
                 end = reader.line_num
         except csv.Error as exc:
-            raise ValueError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+            raise DataError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
     else:
         records = [(i, line.rstrip("\r").split("\t")) for i, line in enumerate(text.split("\n"), start=1)]
     records = [(line, fields) for line, fields in records if any(f.strip() for f in fields)]  # blank lines
     if not records:
-        raise ValueError(f"{path}: file is empty (expected a header line naming the columns)")
+        raise DataError(f"{path}: file is empty (expected a header line naming the columns)")
     (line, names), rows = records[0], []
     names = _header(path, line, names)
     for line, fields in records[1:]:
         if len(fields) != len(names):
             sep = "comma" if fmt == "csv" else "tab"
-            raise ValueError(f"{path}:{line}: {len(fields)} {sep}-separated fields, but the header has {len(names)} "
+            raise DataError(f"{path}:{line}: {len(fields)} {sep}-separated fields, but the header has {len(names)} "
                              f"({', '.join(map(repr, names))})")
         rows.append((line, dict(zip(names, fields))))
     return Table(path, names, rows)
@@ -145,7 +137,7 @@ def _json_text(value, path: Path, line: int, key: str) -> str:
     if isinstance(value, (bool, int, float)):
         return json.dumps(value)
     kind = "null" if value is None else type(value).__name__
-    raise ValueError(f"{path}:{line}: {key!r} is {kind}, expected a string or a number")
+    raise DataError(f"{path}:{line}: {key!r} is {kind}, expected a string or a number")
 
 
 def _json_lines(path: Path, text: str) -> Table:
@@ -156,15 +148,15 @@ def _json_lines(path: Path, text: str) -> Table:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{line}: not valid JSON ({exc.msg}); a JSON Lines file holds one object per "
+            raise DataError(f"{path}:{line}: not valid JSON ({exc.msg}); a JSON Lines file holds one object per "
                              f"line") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{line}: expected a JSON object ({{\"text\": ..., \"label\": ...}}), found "
+            raise DataError(f"{path}:{line}: expected a JSON object ({{\"text\": ..., \"label\": ...}}), found "
                              f"{type(obj).__name__}")
         columns = columns if columns is not None else list(obj)
         rows.append((line, obj))  # values become text when a column is read (table_rows)
     if not rows:
-        raise ValueError(f"{path}: file is empty (expected one JSON object per line)")
+        raise DataError(f"{path}: file is empty (expected one JSON object per line)")
     return Table(path, columns, rows)
 
 
@@ -172,7 +164,7 @@ def read_table(path) -> Table:
     """Parse a .csv/.tsv/.jsonl/.json file (see the module docstring); errors name the file and line."""
     path = Path(path)
     fmt = file_format(path)
-    text = _read_text(path)
+    text = read_text(path)
     return _json_lines(path, text) if fmt == "jsonl" else _delimited(path, text, fmt)
 
 
@@ -188,12 +180,12 @@ def resolve_columns(table: Table, columns: Columns = Columns()) -> tuple[str, st
     def pick(given: str | None, defaults: tuple[str, ...], flag: str) -> str | None:
         if given is not None:
             if given not in have:
-                raise ValueError(f"{table.path}: no column {given!r} ({flag}); the columns are "
+                raise DataError(f"{table.path}: no column {given!r} ({flag}); the columns are "
                                  f"{', '.join(map(repr, have))}")
             return given
         found = next((name for name in defaults if name in have), None)
         if found is None and defaults:
-            raise ValueError(f"{table.path}: no {flag} column: none of {', '.join(map(repr, defaults))} among the "
+            raise DataError(f"{table.path}: no {flag} column: none of {', '.join(map(repr, defaults))} among the "
                              f"columns {', '.join(map(repr, have))}; name it with {flag} (a CSV or TSV file's "
                              f"first line must be a header naming its columns)")
         return found
@@ -216,11 +208,11 @@ def table_rows(table: Table, text: str, text_pair: str | None, label: str) -> li
                 values.append(None)
                 continue
             if key not in record:
-                raise ValueError(f"{table.path}:{line}: no {key!r} in this row (it has "
+                raise DataError(f"{table.path}:{line}: no {key!r} in this row (it has "
                                  f"{', '.join(map(repr, record))})")
             value = _json_text(record[key], table.path, line, key).strip()
             if not value:
-                raise ValueError(f"{table.path}:{line}: empty {'label' if key == label else 'text'} ({key!r})")
+                raise DataError(f"{table.path}:{line}: empty {'label' if key == label else 'text'} ({key!r})")
             values.append(value)
         rows.append(Row(*values, line))
     return rows
@@ -233,7 +225,7 @@ def is_integer(label: str) -> bool:
 def parse_number(label: str, where: str) -> float:
     """A regression label -> float; ValueError naming `where` (file:line) if it is not a finite decimal number."""
     if _NUMBER.fullmatch(label) is None:
-        raise ValueError(f"{where}: label {label!r} is not a number (a regression's labels are scores such as 3.5)")
+        raise DataError(f"{where}: label {label!r} is not a number (a regression's labels are scores such as 3.5)")
     return float(label)
 
 
@@ -250,7 +242,7 @@ def label_kind(rows: list[Row], task_type: str, path) -> tuple[str, tuple[str, .
     is not a number, naming the file and line.
     """
     if task_type not in TASK_TYPES:
-        raise ValueError(f"task type {task_type!r}: expected one of {', '.join(TASK_TYPES)}")
+        raise DataError(f"task type {task_type!r}: expected one of {', '.join(TASK_TYPES)}")
     labels = [r.label for r in rows]
     integers = all(map(is_integer, labels))
     numbers = all(_NUMBER.fullmatch(label) for label in labels)
@@ -263,6 +255,6 @@ def label_kind(rows: list[Row], task_type: str, path) -> tuple[str, tuple[str, .
     else:
         classes = tuple(sorted(set(labels)))
     if len(classes) < 2:
-        raise ValueError(f"{path}: every training label is {classes[0]!r}; a classifier needs at least two classes "
+        raise DataError(f"{path}: every training label is {classes[0]!r}; a classifier needs at least two classes "
                          f"(or use --task-type regression for scores)")
     return "classification", classes

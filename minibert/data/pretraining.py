@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import DataError
 from ..functional import IGNORE_INDEX
 from .batching import INT_DTYPE
 
@@ -229,17 +230,17 @@ def create_pretraining_examples(
     token per sequence (as TinyBERT's general distillation data does).
     """
     if max_seq_length < 5:
-        raise ValueError(f"max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
+        raise DataError(f"max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
     if not 0.0 <= short_seq_prob <= 1.0 or not 0.0 <= masked_lm_prob <= 1.0:
-        raise ValueError("short_seq_prob and masked_lm_prob must be probabilities in [0, 1]")
+        raise DataError("short_seq_prob and masked_lm_prob must be probabilities in [0, 1]")
     if max_predictions_per_seq < 1 or dupe_factor < 1:
-        raise ValueError("max_predictions_per_seq and dupe_factor must be at least 1")
+        raise DataError("max_predictions_per_seq and dupe_factor must be at least 1")
     if rng is None or isinstance(rng, (int, np.integer)):
         rng = np.random.default_rng(12345 if rng is None else int(rng))
 
     docs = tokenize_documents(documents, tokenizer)
     if len(docs) < 2:
-        raise ValueError(
+        raise DataError(
             f"need at least 2 non-empty documents for next-sentence pairs, got {len(docs)} "
             "(in one-sentence-per-line text, separate documents with a blank line)"
         )

@@ -35,6 +35,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import DataError, UserError
 from .encoding import EncodedExamples, encode_examples
 from .files import Columns, Table, label_kind, read_table, resolve_columns, table_rows
 from .tasks import (InputExample, ModelLabels, TaskSpec, UnknownLabelError, examples_from_rows, get_task,
@@ -44,7 +45,7 @@ CORPUS_DIRS = ("wikitext-2-raw", "gutenberg")  # the pre-training corpora under 
 _REPO_DATA = Path(__file__).resolve().parents[2] / "data"  # <repo>/data, for a run from another folder
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """A data set is in none of the data roots; the message says how to get it."""
 
 
@@ -105,7 +106,7 @@ def task_files(task: str | TaskSpec | None = None, *, data_dir=None, train_file=
     """
     if task is None and (train_file or dev_file):
         if data_dir:
-            raise ValueError("--data is a GLUE task's folder; your own data is --train-file and --dev-file "
+            raise DataError("--data is a GLUE task's folder; your own data is --train-file and --dev-file "
                              "(or add --task for a GLUE task)")
         return TaskFiles(None, Path(train_file) if train_file else None,
                          ((Path(dev_file), ""),) if dev_file else (), columns)
@@ -123,7 +124,7 @@ def _named(spec: TaskSpec, table: Table, columns: Columns) -> TaskSpec:
     the columns resolved in that file."""
     text, pair, label = resolve_columns(table, columns)
     if (pair is not None) != spec.is_pair:
-        raise ValueError(f"{table.path}: task {spec.name!r} takes {'two texts' if spec.is_pair else 'one text'}, but "
+        raise DataError(f"{table.path}: task {spec.name!r} takes {'two texts' if spec.is_pair else 'one text'}, but "
                          f"the columns read are {[c for c in (text, pair) if c]} (--text-column, --text-pair-column)")
     return replace(spec, text_a_col=text, text_b_col=pair, label_col=label, header=True)
 
@@ -140,13 +141,13 @@ def read_task(files: TaskFiles, *, task_type: str = "auto", model: ModelLabels |
     """
     for split, given in (("train", files.train), ("dev", files.dev)):
         if split in splits and not given:
-            raise ValueError(f"your own data needs --{split}-file too (or --task for a GLUE task's {split} set)")
+            raise DataError(f"your own data needs --{split}-file too (or --task for a GLUE task's {split} set)")
     spec, first = files.task, None
     if spec is None:
         spec, first = _own_task(files, task_type, model, "train" if "train" in splits else "dev")
     else:
         if task_type != "auto" and (task_type == "regression") != spec.is_regression:
-            raise ValueError(f"--task-type {task_type}: task {spec.name!r} is "
+            raise DataError(f"--task-type {task_type}: task {spec.name!r} is "
                              f"{'a regression' if spec.is_regression else 'a classification'}")
         if model is not None:
             spec = match_labels(spec, model)
@@ -180,13 +181,13 @@ def _own_task(files: TaskFiles, task_type: str, model: ModelLabels | None, split
     if model is not None and not model.generic:
         model_kind = "regression" if model.names is None else "classification"
         if task_type not in ("auto", model_kind):
-            raise ValueError(f"--task-type {task_type}: {model.source} is a {model_kind} model")
+            raise DataError(f"--task-type {task_type}: {model.source} is a {model_kind} model")
         label_list = model.names
     else:
         _, label_list = label_kind(rows, task_type, path)
         if model is not None and (label_list is None or len(label_list) != len(model.names)):
             found = "a regression" if label_list is None else f"the labels {list(label_list)}"
-            raise ValueError(f"{model.source} has the labels {list(model.names)}, but {path} has {found}")
+            raise DataError(f"{model.source} has the labels {list(model.names)}, but {path} has {found}")
     return own_task(str(path), columns, label_list), (path, rows)
 
 

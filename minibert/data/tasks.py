@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..textfile import read_text
+from ..errors import DataError
 from .files import Columns, Row, class_key, parse_number, read_table, resolve_columns, table_rows
 from .metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
@@ -91,18 +93,18 @@ class TaskSpec:
         kind = "regression" if self.is_regression else "classification"
         unknown = [m for m in self.metrics if m not in known]
         if unknown or not self.metrics:
-            raise ValueError(f"task {self.name!r}: metrics {list(self.metrics)} must be a non-empty subset of the "
+            raise DataError(f"task {self.name!r}: metrics {list(self.metrics)} must be a non-empty subset of the "
                              f"{kind} metrics {list(known)}")
         if self.main_metric not in self.metrics:
-            raise ValueError(f"task {self.name!r}: main_metric {self.main_metric!r} is not one of {list(self.metrics)}")
+            raise DataError(f"task {self.name!r}: main_metric {self.main_metric!r} is not one of {list(self.metrics)}")
         if self.label_list is not None and len(self.label_list) < 2:
-            raise ValueError(f"task {self.name!r}: a classification task needs at least 2 labels, "
+            raise DataError(f"task {self.name!r}: a classification task needs at least 2 labels, "
                              f"got {list(self.label_list)} (label_list=None makes a regression task)")
         if self.label_names is not None and (self.label_list is None or len(self.label_names) != len(self.label_list)):
-            raise ValueError(f"task {self.name!r}: label_names {list(self.label_names)} must name each of the "
+            raise DataError(f"task {self.name!r}: label_names {list(self.label_names)} must name each of the "
                              f"label_list {self.label_list}")
         if not self.dev_sets or self.dev_sets[0][1] != "":
-            raise ValueError(f"task {self.name!r}: dev_sets must start with the main dev set, suffix \"\"")
+            raise DataError(f"task {self.name!r}: dev_sets must start with the main dev set, suffix \"\"")
 
     @property
     def is_regression(self) -> bool:
@@ -178,7 +180,7 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     """
     clash = [name for name in TASKS if _key(name) == _key(spec.name)]
     if clash:
-        raise ValueError(f"a task named {clash[0]!r} is already registered")
+        raise DataError(f"a task named {clash[0]!r} is already registered")
     TASKS[spec.name] = spec
     return spec
 
@@ -195,10 +197,10 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
     for name, spec in TASKS.items():
         if _key(name) == _key(task):
             return spec
-    raise ValueError(f"unknown GLUE task {task!r}; known tasks: {', '.join(TASKS)}")
+    raise DataError(f"unknown GLUE task {task!r}; known tasks: {', '.join(TASKS)}")
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(DataError):
     """A file's label that is not one of the task's classes (the message names the file and line)."""
 
 
@@ -214,7 +216,7 @@ def _parse_label(label_str: str, label_index: dict | None, regression: bool, whe
         return found
     if label_str.isdigit():
         return int(label_str)
-    raise ValueError(f"{where}: label {label_str!r} is not a non-negative integer")
+    raise DataError(f"{where}: label {label_str!r} is not a non-negative integer")
 
 
 def read_tsv(
@@ -246,22 +248,19 @@ def read_tsv(
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the .tsv file inside it (e.g. {path / 'train.tsv'})")
     if regression and (label_list is not None or label_index):
-        raise ValueError("a regression file has float scores, not a label_list")
+        raise DataError("a regression file has float scores, not a label_list")
     cols = [c for c in (text_a_col, text_b_col) if c is not None]
     if min(cols) < 0 or label_col < -1:
-        raise ValueError(f"column numbers must be >= 0 (-1 for a last-field label), got {cols + [label_col]}")
+        raise DataError(f"column numbers must be >= 0 (-1 for a last-field label), got {cols + [label_col]}")
     need = max(cols + [label_col]) + 1
     if label_list is not None:
         label_index = {class_key(s): i for i, s in enumerate(label_list)}
 
-    try:
-        lines = path.read_bytes().decode("utf-8-sig").split("\n")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     if not lines:
-        raise ValueError(f"{path}: file is empty")
+        raise DataError(f"{path}: file is empty")
 
     examples = []
     for lineno, raw in enumerate(lines, start=1):
@@ -276,21 +275,21 @@ def read_tsv(
             except ValueError:
                 found = None
             if found is not None:
-                raise ValueError(f"{path}:1: the first line holds a label ({fields[label_col].strip()!r}) where the "
+                raise DataError(f"{path}:1: the first line holds a label ({fields[label_col].strip()!r}) where the "
                                  f"task's files have a header line; is the header missing?")
             continue
         if not line.strip():
             continue
         if len(fields) < need:
-            raise ValueError(f"{path}:{lineno}: expected at least {need} tab-separated columns, found {len(fields)}")
+            raise DataError(f"{path}:{lineno}: expected at least {need} tab-separated columns, found {len(fields)}")
         label = _parse_label(fields[label_col].strip(), label_index, regression, f"{path}:{lineno}")
         text_a = fields[text_a_col].strip()
         text_b = fields[text_b_col].strip() if text_b_col is not None else None
         if not text_a or text_b == "":
-            raise ValueError(f"{path}:{lineno}: empty text")
+            raise DataError(f"{path}:{lineno}: empty text")
         examples.append(InputExample(text_a, text_b, label, lineno))
     if not examples:
-        raise ValueError(f"{path}: no examples (only a header or blank lines)")
+        raise DataError(f"{path}: no examples (only a header or blank lines)")
     return examples
 
 
@@ -299,7 +298,7 @@ def read_glue(task: str | TaskSpec, path) -> list[InputExample]:
     in the task's GLUE layout (its columns by position)."""
     spec = get_task(task)
     if reads_by_name(spec):
-        raise ValueError(f"task {spec.name!r} names its columns; read its files with read_examples")
+        raise DataError(f"task {spec.name!r} names its columns; read its files with read_examples")
     return read_tsv(path, spec.text_a_col, spec.text_b_col, label_col=spec.label_col, header=spec.header,
                     regression=spec.is_regression, label_index=None if spec.is_regression else spec.label_index)
 
@@ -317,7 +316,7 @@ def examples_from_rows(spec: TaskSpec, rows: Sequence[Row], path) -> list[InputE
     examples = [InputExample(r.text_a, r.text_b, _parse_label(r.label, index, spec.is_regression, f"{path}:{r.line}"),
                              r.line) for r in rows]
     if not examples:
-        raise ValueError(f"{path}: no examples (only a header or blank lines)")
+        raise DataError(f"{path}: no examples (only a header or blank lines)")
     return examples
 
 
@@ -376,7 +375,7 @@ def match_labels(spec: TaskSpec, model: ModelLabels) -> TaskSpec:
         if names is not None or not spec.is_regression:
             model_kind = "a regression (one output)" if names is None else f"a classifier of labels {list(names)}"
             task_kind = "a regression" if spec.is_regression else f"a classification of labels {list(spec.id2label)}"
-            raise ValueError(f"{source} is {model_kind}, but task {spec.name!r} is {task_kind}")
+            raise DataError(f"{source} is {model_kind}, but task {spec.name!r} is {task_kind}")
         return spec
     if len(names) == spec.num_labels and model.generic:
         return spec
@@ -385,7 +384,7 @@ def match_labels(spec: TaskSpec, model: ModelLabels) -> TaskSpec:
         if len(names) == len(known) and sorted(n.lower() for n in names) == sorted(lower):
             order = [lower.index(n.lower()) for n in names]  # model id -> the task's id
             return replace(spec, label_list=tuple(spec.label_list[j] for j in order), label_names=tuple(names))
-    raise ValueError(f"{source} has the labels {list(names)}, but task {spec.name!r} has {list(spec.id2label)}"
+    raise DataError(f"{source} has the labels {list(names)}, but task {spec.name!r} has {list(spec.id2label)}"
                      + (f" (written {list(spec.label_list)} in its files)" if spec.label_names else ""))
 
 
@@ -401,7 +400,7 @@ def compute_metrics(task: str | TaskSpec, preds, labels) -> dict:
     if spec.is_regression:
         if preds.ndim == 2:
             if preds.shape[1] != 1:
-                raise ValueError(f"task {spec.name!r} is a regression: expected predictions (N,) or (N, 1), "
+                raise DataError(f"task {spec.name!r} is a regression: expected predictions (N,) or (N, 1), "
                                  f"got {preds.shape}")
             preds = preds[:, 0]  # (N,)
         table = REGRESSION_METRICS
