@@ -48,7 +48,7 @@ from minibert.evaluation import evaluate  # noqa: E402
 from minibert.finetune import load_task_data  # noqa: E402
 from minibert.settings import AugmentSettings, TaskDataSettings, TaskDistillSettings, TrainArgs  # noqa: E402
 from minibert.specs import DEFAULT_TEACHER, build_student, load_teacher, tokenizer_for  # noqa: E402
-from minibert import tinybert as T  # noqa: E402
+from minibert import distillation as T  # noqa: E402
 
 STUDENT = "teacher:0,5"
 

@@ -200,7 +200,7 @@ def distill_run(device: str, teacher: Path, sst2: Path, out: Path, steps: int, e
                 student: str) -> dict:
     """`distill-task --teacher <folder> --device <device>` (the library call it makes): 2a then 2b."""
     from minibert.settings import RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs
-    from minibert.tinybert import pipeline
+    from minibert.distillation import pipeline
 
     data = TaskDataSettings("sst-2", data=str(sst2), max_train_examples=examples, max_eval_examples=64)
     settings = TaskDistillSettings(teacher=str(teacher), student=student, inter_steps=steps, pred_steps=steps)

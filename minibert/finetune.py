@@ -11,7 +11,7 @@ from the task's labels), and a run that starts from a fine-tuned folder (`finetu
 FOLDER`, `evaluate`) takes the class ids and their number from that folder: data whose labels
 the folder does not have is an error naming both. `train_classifier` is the loop alone, for a
 model and data already in hand (the pipeline fine-tunes its teacher with it). This module does
-not distil (that is `tinybert.py`) and does not parse flags (`train.py`).
+not distil (that is `distillation.py`) and does not parse flags (`train.py`).
 """
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     teacher_folder = Path(distill.teacher) if distill.teacher else out / "teacher"
     shape, labels, regression = describe_shape(folder)
     main = student["main_metric"]
-    command = command_line("minibert.tinybert.pipeline", settings)
+    command = command_line("minibert.distillation.pipeline", settings)
     origin = f"`{distill.teacher}`" if distill.teacher else f"{MINILM} fine-tuned in the same run, `{teacher_folder}`"
     inter = (_stage(distill.inter_steps, distill.inter_epochs) if distill.inter_steps or distill.inter_epochs
              else None)

@@ -7,7 +7,7 @@
 
 with the tokenizer that goes with them, and what a classifier's outputs are called (its
 labels, read from and written to config.json). Which layers to copy, and why the student
-also takes the teacher's classifier, is discussed in `tinybert.py`; reading and writing
+also takes the teacher's classifier, is discussed in `distillation.py`; reading and writing
 checkpoint folders is `checkpoint.py`'s (via `Model.from_pretrained`). Nothing here trains.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ without the cache). On a GPU the cache is not used: looking a row up needs its i
 host, a device synchronisation at every step, and the teacher's forward is cheap there.
 
 Not here: which targets a stage needs (`Distiller.teacher_targets`), the stage's loop
-(`tinybert.py`).
+(`distillation.py`).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ keeps its traceback. Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
 written first (`--resume auto` continues it) unless the signal came twice.
 
 This module parses flags and calls one library function per command; it holds no training
-logic (runs: `pretrain.py`, `finetune.py`, `tinybert.py`). The flags are the fields of the
+logic (runs: `pretrain.py`, `finetune.py`, `distillation.py`). The flags are the fields of the
 settings dataclasses (`settings.py`, `trainer.TrainArgs`), turned into argparse groups by
 `flags.py`: a new flag is a new field there, a new command a library function plus one
 `command(...)` entry in build_parser.
@@ -46,7 +46,7 @@ from .messages import error_line
 from .settings import (SHARED_BY_STAGES, TASK_DISTILL_TRAINING, AugmentSettings, CorpusSettings,
                        GeneralDistillSettings, MaskingSettings, ModelSettings, PredictSettings, RunOptions,
                        TaskDataSettings, TaskDistillSettings, TrainArgs, VocabSettings)
-from .tinybert import augment, general_distillation, pipeline
+from .distillation import augment, general_distillation, pipeline
 from .tokenizer import save_vocab
 from .wordpiece_trainer import train_wordpiece_vocab
 

@@ -27,7 +27,7 @@ from minibert.distill import Distiller
 from minibert.evaluation import predict_encoded
 from minibert.finetune import classification_step
 from minibert.optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, zero_grads
-from minibert.tinybert import distill_step
+from minibert.distillation import distill_step
 from minibert.trainer import TrainArgs, Trainer
 from conftest import REPO, random_batch, small_config
 

@@ -17,7 +17,7 @@ from minibert import BertForSequenceClassification, BertModel
 from minibert import data as D
 from minibert import distill, settings as S
 from minibert import functional as F
-from minibert import tinybert as T
+from minibert import distillation as T
 from minibert.distill import LOSSES, METHODS, Distiller
 from minibert.distill_losses import (attention_kl_loss_backward, attention_kl_loss_forward, hard_loss_backward,
                                      hard_loss_forward, hidden_cosine_loss_backward, hidden_cosine_loss_forward,

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 
 from minibert import BertForSequenceClassification
 from minibert.settings import RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs
-from minibert.tinybert import pipeline
+from minibert.distillation import pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_pipeline_cards_for_the_student_and_the_teacher_it_fine_tuned(pipeline_r
     assert f"keeps {100 * results['retained']:.1f}% of the teacher's dev acc" in body
     assert "encoder layers 0,5 (0-based)" in body and "its first 64 examples" in body
     # run from Python: the call with the settings that differ from the defaults, then every setting
-    assert ("minibert.tinybert.pipeline(TaskDataSettings(task='sst-2', max_length=32, max_train_examples=64, "
+    assert ("minibert.distillation.pipeline(TaskDataSettings(task='sst-2', max_length=32, max_train_examples=64, "
             "max_eval_examples=32), TaskDistillSettings(student='teacher:0,5', inter_steps=2") in body
     settings_json = body.split("```json\n", 1)[1].split("```", 1)[0]
     assert json.loads(settings_json) == {"TaskDataSettings": asdict(data), "TaskDistillSettings": asdict(settings),

@@ -7,7 +7,7 @@ import pytest
 
 from minibert import BertConfig, BertForSequenceClassification, BertModel
 from minibert import data as D
-from minibert import tinybert as T
+from minibert import distillation as T
 from minibert.checkpoint import FIT_DENSE_NAME, CheckpointError, CheckpointWarning
 from minibert.distill import Distiller
 from minibert.finetune import finetune

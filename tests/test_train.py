@@ -1,6 +1,6 @@
 """The command line: every command's flags and help, --config files, clear errors, exact resume after SIGKILL.
 
-The runs themselves are library functions, tested in test_trainer.py, test_tinybert.py and
+The runs themselves are library functions, tested in test_trainer.py, test_tinybert.py (distillation.py) and
 friends; here they are reached the way a user reaches them, through `python -m minibert.train`.
 """
 import argparse

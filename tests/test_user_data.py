@@ -8,7 +8,7 @@ import pytest
 
 from minibert import BertConfig, BertForSequenceClassification
 from minibert import data as D
-from minibert import tinybert as T
+from minibert import distillation as T
 from minibert.augment import Augmenter, GloveNeighbours, augment_table
 from minibert.finetune import evaluate_folder, finetune
 from minibert.settings import AugmentSettings, ModelSettings, TaskDataSettings, TaskDistillSettings

@@ -1,4 +1,4 @@
-"""The TinyBERT recipe as functions with typed arguments: general distillation, augmentation, task distillation.
+"""The distillation runs, every method through TinyBERT's stages: general distillation, augmentation, task distillation.
 
     stage 1  general distillation   teacher encoder -> student encoder on a general corpus,
                                     L_att + L_hid + L_emb (no labels, no heads)
@@ -21,7 +21,7 @@ losses live in `distill.py`, the loop in `trainer.py`, students in `specs.py`, t
 `report.py`, flags in `train.py`; the settings' fields (`settings.py`) are the flags' help.
 
 Other methods run through the same stages: `settings.method` (kd, distilbert, pkd, minilm,
-minilmv2; `distill.METHODS`) picks each stage's losses, and a stage the method lacks is skipped
+minilmv2; `methods.METHODS`) picks each stage's losses, and a stage the method lacks is skipped
 (kd, distilbert and pkd are one objective, run as the prediction stage). When every teacher
 output a stage reads is small (logits, [CLS] states), the teacher runs once per example and
 later epochs reuse its outputs (`teacher_cache.py`; `cache_teacher`).
