@@ -10,7 +10,9 @@ Not here: choosing which words to replace and writing the augmented files (`augm
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 

@@ -72,7 +72,6 @@ GLUE examples or documents into batches (``minibert.data``).
 """
 from __future__ import annotations
 
-import json
 import operator
 import os
 import re
@@ -80,9 +79,9 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .textfile import read_json_object, read_text
-from .errors import DataError
-from .wordpiece import (CHUNK_RE, MAX_INPUT_CHARS_PER_WORD, UNK, BasicTokenizer, WordpieceTokenizer, is_cjk_char,
+from .tokenizer_files import (CLS, MASK, PAD, SEP, SPECIAL_TOKENS, check_vocab, load_vocab, read_tokenizer_folder,
+                              save_vocab, tokens_in_id_order, write_tokenizer_folder)
+from .wordpiece import (CHUNK_RE, UNK, BasicTokenizer, WordpieceTokenizer, is_cjk_char,
                         is_control, is_punctuation, is_whitespace)
 
 __all__ = [
@@ -91,74 +90,6 @@ __all__ = [
     "BasicTokenizer", "WordpieceTokenizer", "CHUNK_RE", "is_whitespace", "is_control", "is_punctuation",
     "is_cjk_char",
 ]
-
-PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"  # UNK comes from wordpiece.py
-# The vocabulary trainer writes them first, in this order, so [PAD] is id 0 as in BERT's vocabulary.
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-
-# ---------------------------------------------------------------------------------------
-# Vocabulary files
-# ---------------------------------------------------------------------------------------
-
-def _check_vocab(tokens: Sequence[str], source: str) -> dict[str, int]:
-    """Build ``token -> id`` and reject empty tokens, duplicates and missing specials."""
-    vocab: dict[str, int] = {}
-    for index, token in enumerate(tokens):
-        if not isinstance(token, str) or token == "":
-            raise DataError(f"{source}: line {index + 1}: empty token (every line must hold one token)")
-        if token in vocab:
-            raise DataError(f"{source}: line {index + 1}: duplicate token {token!r} "
-                             f"(first on line {vocab[token] + 1})")
-        vocab[token] = index
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-    if missing:
-        raise DataError(f"{source}: missing special token(s) {', '.join(missing)}; "
-                         f"a BERT vocabulary needs {', '.join(SPECIAL_TOKENS)}")
-    return vocab
-
-
-def load_vocab(path: str | os.PathLike) -> dict[str, int]:
-    """Read a ``vocab.txt``: one token per line, the id is the 0-based line number.
-
-    Raises FileNotFoundError for a missing file and ValueError (naming the file, and the
-    line for duplicates and empty lines) for an invalid one. A final newline, a UTF-8
-    BOM and CRLF line ends are accepted.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocabulary file not found: {path}")
-    text = read_text(path)
-    # Split on "\n" only: str.splitlines() would also split on U+2028, U+0085, ... which
-    # are legitimate (if odd) characters in a token.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the file's final newline
-    tokens = [line[:-1] if line.endswith("\r") else line for line in lines]
-    return _check_vocab(tokens, str(path))
-
-
-def _tokens_in_id_order(vocab: Sequence[str] | dict[str, int]) -> list[str]:
-    """A list of tokens (id = position) from a list or a ``token -> id`` dict."""
-    if isinstance(vocab, dict):
-        ordered = sorted(vocab.items(), key=lambda item: item[1])
-        if [i for _, i in ordered] != list(range(len(ordered))):
-            raise DataError("vocabulary ids must be exactly 0 .. len(vocab) - 1")
-        return [t for t, _ in ordered]
-    return list(vocab)
-
-
-def save_vocab(tokens: Sequence[str] | dict[str, int], path: str | os.PathLike) -> Path:
-    """Write tokens (a list in id order, or a ``token -> id`` dict) one per line; return the path."""
-    tokens = _tokens_in_id_order(tokens)
-    path = Path(path)
-    for index, token in enumerate(tokens):
-        if "\n" in token or "\r" in token:
-            raise DataError(f"token {index} ({token!r}) contains a line break")
-    _check_vocab(tokens, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8", newline="\n")
-    return path
-
 
 # ---------------------------------------------------------------------------------------
 # The full tokenizer
@@ -190,7 +121,7 @@ class BertTokenizer:
             self.vocab = load_vocab(vocab)
         else:
             self.vocab_file = None
-            self.vocab = _check_vocab(_tokens_in_id_order(vocab), "vocabulary")
+            self.vocab = check_vocab(tokens_in_id_order(vocab), "vocabulary")
         self.ids_to_tokens: list[str] = list(self.vocab)  # dict order is id order
         self.do_lower_case = do_lower_case
         self.model_max_length = model_max_length
@@ -290,81 +221,6 @@ class BertTokenizer:
                 ids += chunk_ids if chunk_ids is not None else self._chunk_ids(chunk)
         return ids
 
-    # -- offsets ---------------------------------------------------------------------
-
-    def _char_spans(self, chunk: str, normalized: str) -> list[tuple[int, int]]:
-        """For each character of ``normalized`` (the chunk's words joined), the span of
-        raw chunk characters it came from."""
-        if chunk.isascii() and len(chunk) == len(normalized):
-            return [(k, k + 1) for k in range(len(chunk))]  # ASCII without controls: 1:1
-        tokenize = self.basic_tokenizer.tokenize
-        # Normalise each raw character alone; exact unless characters compose (NFC).
-        lengths = [len("".join(tokenize(c))) for c in chunk]
-        if sum(lengths) == len(normalized):
-            return [(k, k + 1) for k, n in enumerate(lengths) for _ in range(n)]
-        if len(chunk) > 256:
-            # A long chunk with composing characters: normalising every prefix would be
-            # quadratic, so every character gets the whole chunk.
-            return [(0, len(chunk))] * len(normalized)
-        # Composition: normalise growing prefixes. New output characters come from the
-        # raw character just added; if the output changed without growing, that
-        # character was composed into the last output character, whose span grows.
-        spans: list[tuple[int, int]] = []
-        previous = ""
-        for k in range(1, len(chunk) + 1):
-            current = "".join(tokenize(chunk[:k]))
-            if len(current) > len(spans):
-                spans.extend([(k - 1, k)] * (len(current) - len(spans)))
-            elif current != previous and spans:
-                spans[-1] = (spans[-1][0], k)
-            previous = current
-        return spans[: len(normalized)]
-
-    def _chunk_ids_offsets(self, chunk: str) -> list[tuple[int, int, int]]:
-        """``(id, start, end)`` for each token of a chunk, offsets relative to the chunk."""
-        cached = self._offset_cache.get(chunk)
-        if cached is not None:
-            return cached
-        words = self.basic_tokenizer.tokenize(chunk)
-        char_spans = self._char_spans(chunk, "".join(words))
-        out = []
-        pos = 0  # position in the joined normalised words
-        for word in words:
-            pieces = self.wordpiece_tokenizer.tokenize_word(word)
-            if pieces == [UNK]:
-                spans = [(pos, pos + len(word))]
-            else:
-                spans, p = [], pos
-                for i, piece in enumerate(pieces):
-                    n = len(piece) - (2 if i > 0 else 0)  # "##" is not in the text
-                    spans.append((p, p + n))
-                    p += n
-            for piece, (a, b) in zip(pieces, spans):
-                out.append((self.vocab[piece], char_spans[a][0], char_spans[b - 1][1]))
-            pos += len(word)
-        if len(chunk) <= self.CACHE_MAX_CHUNK:
-            if len(self._offset_cache) >= self.CACHE_SIZE:
-                self._offset_cache.clear()
-            self._offset_cache[chunk] = out
-        return out
-
-    def _text_to_ids_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Text -> (ids, character spans into ``text``)."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, not {type(text).__name__}")
-        ids, offsets = [], []
-        for start, end, special in self._segments(text):
-            if special:
-                ids.append(self.vocab[text[start:end]])
-                offsets.append((start, end))
-                continue
-            for match in CHUNK_RE.finditer(text, start, end):
-                base = match.start()
-                for token_id, a, b in self._chunk_ids_offsets(match.group()):
-                    ids.append(token_id)
-                    offsets.append((base + a, base + b))
-        return ids, offsets
-
     # -- model inputs ----------------------------------------------------------------
 
     def encode(self, text: str, text_pair: str | None = None, max_length: int | None = None,
@@ -389,8 +245,8 @@ class BertTokenizer:
         ``num_truncated_tokens``, how many tokens truncation removed (0: none).
         """
         if return_offsets:
-            ids_a, offs_a = self._text_to_ids_offsets(text)
-            ids_b, offs_b = self._text_to_ids_offsets(text_pair) if text_pair is not None else (None, None)
+            ids_a, offs_a = text_to_ids_offsets(self, text)
+            ids_b, offs_b = text_to_ids_offsets(self, text_pair) if text_pair is not None else (None, None)
         else:
             ids_a = self._text_to_ids(text)
             ids_b = self._text_to_ids(text_pair) if text_pair is not None else None
@@ -398,7 +254,7 @@ class BertTokenizer:
             truncation = "longest_first" if max_length is not None else False
         elif truncation not in _NO_TRUNCATION and max_length is None:
             max_length = self.model_max_length  # truncation asked for without a length: the model's
-        keep_a, keep_b = self._truncated_lengths(len(ids_a), None if ids_b is None else len(ids_b),
+        keep_a, keep_b = truncated_lengths(len(ids_a), None if ids_b is None else len(ids_b),
                                                  max_length, truncation)
         n_tokens = len(ids_a) + (0 if ids_b is None else len(ids_b) + 1) + 2  # untruncated, specials included
         if max_length is None and n_tokens > self.model_max_length and not self._warned_too_long:
@@ -425,11 +281,78 @@ class BertTokenizer:
         if padding == "max_length":
             if max_length is None:
                 raise ValueError('padding="max_length" needs a max_length')
-            self._pad(encoding, max_length)
+            pad_encoding(encoding, max_length, self.pad_token_id)
         return encoding
 
-    @staticmethod
-    def _truncated_lengths(len_a: int, len_b: int | None, max_length: int | None,
+    def batch_encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                     max_length: int | None = None, truncation: str | bool | None = None,
+                     padding: str | bool | None = "longest", return_offsets: bool = False) -> dict[str, list[list]]:
+        """Encode many texts (or pairs); returns a dict of lists of lists.
+
+        max_length, truncation: as ``encode`` (no truncation unless asked). padding:
+        "longest" (to the longest in the batch), "max_length", or False (ragged).
+        """
+        if isinstance(texts, str):
+            raise TypeError("batch_encode takes a list of texts; use encode for one text")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        padding = _padding_mode(padding)
+        if padding == "max_length" and max_length is None:
+            raise ValueError('padding="max_length" needs a max_length')
+        encodings = [self.encode(t, None if text_pairs is None else text_pairs[i], max_length=max_length,
+                                 truncation=truncation, padding=False, return_offsets=return_offsets)
+                     for i, t in enumerate(texts)]
+        if padding is not None and encodings:
+            target = max_length if padding == "max_length" else max(len(e["input_ids"]) for e in encodings)
+            for e in encodings:
+                pad_encoding(e, target, self.pad_token_id)
+        keys = ["input_ids", "token_type_ids", "attention_mask"] + (["offsets"] if return_offsets else [])
+        return {k: [e[k] for e in encodings] for k in keys}
+
+    # -- ids -> text -----------------------------------------------------------------
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Ids -> text: tokens joined by spaces with "##" continuations glued back on.
+
+        Like transformers' ``decode(..., clean_up_tokenization_spaces=False)``: the text
+        is the normalised one (lower-cased, accents stripped, punctuation spaced out).
+        With ``skip_special_tokens`` all five specials ([UNK] too) are dropped.
+        """
+        tokens = self.convert_ids_to_tokens(list(ids))
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
+        return " ".join(tokens).replace(" ##", "").strip()
+
+    # -- folders ---------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
+        """Write ``vocab.txt`` and ``tokenizer_config.json`` (loadable by transformers' AutoTokenizer)."""
+        return write_tokenizer_folder(folder, self.ids_to_tokens, self.do_lower_case, self.model_max_length)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> "BertTokenizer":
+        """Load ``folder/vocab.txt``, with ``do_lower_case`` and ``model_max_length`` from
+        ``folder/tokenizer_config.json`` when present; keyword arguments override them.
+
+        A folder without ``vocab.txt`` but with a BERT ``tokenizer.json`` (what
+        transformers 5.x saves) is read from that file instead."""
+        vocab, kwargs = read_tokenizer_folder(folder)
+        kwargs.update(overrides)
+        return cls(vocab, **kwargs)
+
+
+def _padding_mode(padding) -> str | None:
+    """Normalise the padding argument to None, "longest" or "max_length"."""
+    if padding in (False, None, "do_not_pad"):
+        return None
+    if padding is True or padding == "longest":
+        return "longest"
+    if padding == "max_length":
+        return "max_length"
+    raise ValueError(f'padding must be False, "longest" or "max_length", not {padding!r}')
+
+
+def truncated_lengths(len_a: int, len_b: int | None, max_length: int | None,
                            truncation) -> tuple[int, int]:
         """How many tokens of each sequence to keep so the result fits ``max_length``."""
         if truncation is True:
@@ -475,139 +398,90 @@ class BertTokenizer:
         excess -= gap
         return len_a - excess // 2, len_b - (excess - excess // 2)
 
-    def _pad(self, encoding: dict[str, list], length: int) -> None:
-        """Pad an encoding in place to ``length`` ([PAD] id, type 0, mask 0, offsets (0, 0))."""
-        n = length - len(encoding["input_ids"])
-        if n <= 0:
-            return
-        encoding["input_ids"] += [self.pad_token_id] * n
-        encoding["token_type_ids"] += [0] * n
-        encoding["attention_mask"] += [0] * n
-        if "offsets" in encoding:
-            encoding["offsets"] += [(0, 0)] * n
 
-    def batch_encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                     max_length: int | None = None, truncation: str | bool | None = None,
-                     padding: str | bool | None = "longest", return_offsets: bool = False) -> dict[str, list[list]]:
-        """Encode many texts (or pairs); returns a dict of lists of lists.
-
-        max_length, truncation: as ``encode`` (no truncation unless asked). padding:
-        "longest" (to the longest in the batch), "max_length", or False (ragged).
-        """
-        if isinstance(texts, str):
-            raise TypeError("batch_encode takes a list of texts; use encode for one text")
-        if text_pairs is not None and len(text_pairs) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
-        padding = _padding_mode(padding)
-        if padding == "max_length" and max_length is None:
-            raise ValueError('padding="max_length" needs a max_length')
-        encodings = [self.encode(t, None if text_pairs is None else text_pairs[i], max_length=max_length,
-                                 truncation=truncation, padding=False, return_offsets=return_offsets)
-                     for i, t in enumerate(texts)]
-        if padding is not None and encodings:
-            target = max_length if padding == "max_length" else max(len(e["input_ids"]) for e in encodings)
-            for e in encodings:
-                self._pad(e, target)
-        keys = ["input_ids", "token_type_ids", "attention_mask"] + (["offsets"] if return_offsets else [])
-        return {k: [e[k] for e in encodings] for k in keys}
-
-    # -- ids -> text -----------------------------------------------------------------
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """Ids -> text: tokens joined by spaces with "##" continuations glued back on.
-
-        Like transformers' ``decode(..., clean_up_tokenization_spaces=False)``: the text
-        is the normalised one (lower-cased, accents stripped, punctuation spaced out).
-        With ``skip_special_tokens`` all five specials ([UNK] too) are dropped.
-        """
-        tokens = self.convert_ids_to_tokens(list(ids))
-        if skip_special_tokens:
-            tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
-        return " ".join(tokens).replace(" ##", "").strip()
-
-    # -- folders ---------------------------------------------------------------------
-
-    def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """Write ``vocab.txt`` and ``tokenizer_config.json`` (loadable by transformers' AutoTokenizer)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        vocab_path = save_vocab(self.ids_to_tokens, folder / "vocab.txt")
-        config = {"do_lower_case": self.do_lower_case, "tokenizer_class": "BertTokenizer",
-                  "model_max_length": self.model_max_length}
-        config_path = folder / "tokenizer_config.json"
-        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        return [vocab_path, config_path]
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, **overrides) -> "BertTokenizer":
-        """Load ``folder/vocab.txt``, with ``do_lower_case`` and ``model_max_length`` from
-        ``folder/tokenizer_config.json`` when present; keyword arguments override them.
-
-        A folder without ``vocab.txt`` but with a BERT ``tokenizer.json`` (what
-        transformers 5.x saves) is read from that file instead."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"tokenizer folder not found: {folder}")
-        kwargs = {}
-        config_path = folder / "tokenizer_config.json"
-        if config_path.is_file():
-            config = read_json_object(config_path)
-            for key in ("do_lower_case", "model_max_length"):
-                if key in config:
-                    kwargs[key] = config[key]
-            _check_supported_config(config, config_path, kwargs.get("do_lower_case", True))
-        vocab: Path | list[str] = folder / "vocab.txt"
-        if not vocab.is_file() and (folder / "tokenizer.json").is_file():
-            vocab, kwargs["do_lower_case"] = _read_tokenizer_json(folder / "tokenizer.json")
-        kwargs.update(overrides)
-        return cls(vocab, **kwargs)
+def pad_encoding(encoding: dict[str, list], length: int, pad_id: int) -> None:
+    """Pad an encoding in place to ``length`` ([PAD] id, type 0, mask 0, offsets (0, 0))."""
+    n = length - len(encoding["input_ids"])
+    if n <= 0:
+        return
+    encoding["input_ids"] += [pad_id] * n
+    encoding["token_type_ids"] += [0] * n
+    encoding["attention_mask"] += [0] * n
+    if "offsets" in encoding:
+        encoding["offsets"] += [(0, 0)] * n
 
 
-def _read_tokenizer_json(path: Path) -> tuple[list[str], bool]:
-    """(tokens, do_lower_case) from a Hugging Face ``tokenizer.json`` of a BERT tokenizer."""
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-        model, normalizer = spec["model"], spec["normalizer"] or {}
-        pre_tokenizer = spec["pre_tokenizer"] or {}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(f"{path}: not a tokenizer.json we can read ({err!r})") from None
-    lower = normalizer.get("lowercase")
-    expected = [(model.get("type"), "WordPiece"), (model.get("continuing_subword_prefix"), "##"),
-                (model.get("max_input_chars_per_word"), MAX_INPUT_CHARS_PER_WORD), (model.get("unk_token"), UNK),
-                (normalizer.get("type"), "BertNormalizer"), (normalizer.get("clean_text"), True),
-                (normalizer.get("handle_chinese_chars"), True), (normalizer.get("strip_accents"), lower),
-                (pre_tokenizer.get("type"), "BertPreTokenizer"), (isinstance(lower, bool), True)]
-    if normalizer.get("strip_accents") is None:
-        expected.pop(7)  # None means "as lowercase"
-    if any(found != wanted for found, wanted in expected):
-        raise DataError(f"{path}: not a BERT WordPiece tokenizer with the standard settings; "
-                         "minibert cannot reproduce it")
-    return _tokens_in_id_order(model["vocab"]), lower
+def char_spans(tokenize, chunk: str, normalized: str) -> list[tuple[int, int]]:
+    """For each character of ``normalized`` (the chunk's words joined), the span of
+    raw chunk characters it came from; ``tokenize`` is BasicTokenizer.tokenize."""
+    if chunk.isascii() and len(chunk) == len(normalized):
+        return [(k, k + 1) for k in range(len(chunk))]  # ASCII without controls: 1:1
+    # Normalise each raw character alone; exact unless characters compose (NFC).
+    lengths = [len("".join(tokenize(c))) for c in chunk]
+    if sum(lengths) == len(normalized):
+        return [(k, k + 1) for k, n in enumerate(lengths) for _ in range(n)]
+    if len(chunk) > 256:
+        # A long chunk with composing characters: normalising every prefix would be
+        # quadratic, so every character gets the whole chunk.
+        return [(0, len(chunk))] * len(normalized)
+    # Composition: normalise growing prefixes. New output characters come from the
+    # raw character just added; if the output changed without growing, that
+    # character was composed into the last output character, whose span grows.
+    spans: list[tuple[int, int]] = []
+    previous = ""
+    for k in range(1, len(chunk) + 1):
+        current = "".join(tokenize(chunk[:k]))
+        if len(current) > len(spans):
+            spans.extend([(k - 1, k)] * (len(current) - len(spans)))
+        elif current != previous and spans:
+            spans[-1] = (spans[-1][0], k)
+        previous = current
+    return spans[: len(normalized)]
 
 
-def _check_supported_config(config: dict, path: Path, do_lower_case: bool) -> None:
-    """Refuse transformers tokenizer settings we do not implement, rather than silently
-    giving different ids."""
-    defaults = {"do_basic_tokenize": True, "tokenize_chinese_chars": True, "never_split": None,
-                "unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
-    for key, default in defaults.items():
-        value = config.get(key, default)
-        if isinstance(value, dict):  # transformers may store special tokens as AddedToken dicts
-            value = value.get("content")
-        if value != default and not (key == "never_split" and not value):
-            raise DataError(f"{path}: {key}={value!r} is not supported (minibert implements {default!r})")
-    strip_accents = config.get("strip_accents")
-    if strip_accents is not None and strip_accents != do_lower_case:
-        raise DataError(f"{path}: strip_accents={strip_accents!r} with do_lower_case={do_lower_case!r} is not "
-                         "supported (minibert strips accents exactly when it lower-cases)")
+# -- character offsets (encode(..., return_offsets=True)) ---------------------------------
 
+def chunk_ids_offsets(tok: "BertTokenizer", chunk: str) -> list[tuple[int, int, int]]:
+    """``(id, start, end)`` for each token of a chunk, offsets relative to the chunk."""
+    cached = tok._offset_cache.get(chunk)
+    if cached is not None:
+        return cached
+    words = tok.basic_tokenizer.tokenize(chunk)
+    spans_of = char_spans(tok.basic_tokenizer.tokenize, chunk, "".join(words))
+    out = []
+    pos = 0  # position in the joined normalised words
+    for word in words:
+        pieces = tok.wordpiece_tokenizer.tokenize_word(word)
+        if pieces == [UNK]:
+            spans = [(pos, pos + len(word))]
+        else:
+            spans, p = [], pos
+            for i, piece in enumerate(pieces):
+                n = len(piece) - (2 if i > 0 else 0)  # "##" is not in the text
+                spans.append((p, p + n))
+                p += n
+        for piece, (a, b) in zip(pieces, spans):
+            out.append((tok.vocab[piece], spans_of[a][0], spans_of[b - 1][1]))
+        pos += len(word)
+    if len(chunk) <= tok.CACHE_MAX_CHUNK:
+        if len(tok._offset_cache) >= tok.CACHE_SIZE:
+            tok._offset_cache.clear()
+        tok._offset_cache[chunk] = out
+    return out
 
-def _padding_mode(padding) -> str | None:
-    """Normalise the padding argument to None, "longest" or "max_length"."""
-    if padding in (False, None, "do_not_pad"):
-        return None
-    if padding is True or padding == "longest":
-        return "longest"
-    if padding == "max_length":
-        return "max_length"
-    raise ValueError(f'padding must be False, "longest" or "max_length", not {padding!r}')
+def text_to_ids_offsets(tok: "BertTokenizer", text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Text -> (ids, character spans into ``text``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    ids, offsets = [], []
+    for start, end, special in tok._segments(text):
+        if special:
+            ids.append(tok.vocab[text[start:end]])
+            offsets.append((start, end))
+            continue
+        for match in CHUNK_RE.finditer(text, start, end):
+            base = match.start()
+            for token_id, a, b in chunk_ids_offsets(tok, match.group()):
+                ids.append(token_id)
+                offsets.append((base + a, base + b))
+    return ids, offsets
