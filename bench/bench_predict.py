@@ -29,7 +29,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+from harness import machine_info, summary, time_alternating  # noqa: E402  (bench/harness.py)
 
 
 def sst2_sentences(n: int) -> list[str]:
@@ -57,21 +57,10 @@ def small_model_folder(root: Path) -> Path:
     return model.save_pretrained(root / "model", tokenizer=tok)
 
 
-def alternate(contestants: dict, repeats: int) -> dict[str, list[float]]:
-    """{name: [seconds per repeat]}, the contestants called in turn, each once per repeat."""
-    times = {name: [] for name in contestants}
-    for _ in range(repeats):
-        for name, call in contestants.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def summary(times: list[float]) -> tuple[float, float]:
-    """(median, interquartile range) of a list of durations."""
-    q25, q50, q75 = np.percentile(times, [25, 50, 75])
-    return float(q50), float(q75 - q25)
+def median_iqr(times: list[float]) -> tuple[float, float]:
+    """(median, interquartile range) of a list of durations (harness.summary's)."""
+    stats = summary(times)
+    return stats["median_s"], stats["iqr_s"]
 
 
 def main() -> None:
@@ -89,7 +78,6 @@ def main() -> None:
 
     import torch
     import transformers
-    from bench_speed import machine_info
 
     from minibert import TextClassifier
 
@@ -121,7 +109,7 @@ def main() -> None:
     run_ours = lambda: ours(texts)
     run_theirs = lambda: theirs(texts, batch_size=args.batch_size)
     run_ours(), run_theirs()
-    file_times = alternate({"minibert": run_ours, "transformers": run_theirs}, args.repeats)
+    file_times = time_alternating({"minibert": run_ours, "transformers": run_theirs}, args.repeats)
 
     # batch 1: sentences spread over the length range, each a call
     by_length = sorted(texts, key=len)
@@ -130,16 +118,16 @@ def main() -> None:
     one = {"minibert": [], "transformers": []}
     for _ in range(args.latency_repeats):
         for text in picks:
-            for name, t in alternate({"minibert": lambda: ours(text), "transformers": lambda: theirs(text)}, 1).items():
+            for name, t in time_alternating({"minibert": lambda: ours(text), "transformers": lambda: theirs(text)}, 1).items():
                 one[name] += t
 
     print("\n| measure | minibert | transformers | minibert / transformers |")
     print("|---|---|---|---|")
-    (m, mi), (t, ti) = summary(file_times["minibert"]), summary(file_times["transformers"])
+    (m, mi), (t, ti) = median_iqr(file_times["minibert"]), median_iqr(file_times["transformers"])
     n = len(texts)
     print(f"| {n} texts, batch {args.batch_size}: s per pass (median of {args.repeats} ± IQR) | {m:.2f} ± {mi:.2f} "
           f"({n / m:.0f} texts/s) | {t:.2f} ± {ti:.2f} ({n / t:.0f} texts/s) | {m / t:.2f} |")
-    (m, mi), (t, ti) = summary(one["minibert"]), summary(one["transformers"])
+    (m, mi), (t, ti) = median_iqr(one["minibert"]), median_iqr(one["transformers"])
     print(f"| batch 1: ms per text (median of {len(one['minibert'])} calls ± IQR) | {1000 * m:.2f} ± {1000 * mi:.2f} "
           f"| {1000 * t:.2f} ± {1000 * ti:.2f} | {m / t:.2f} |")
     scratch.cleanup()

@@ -53,21 +53,20 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from harness import machine_info, print_machine, summary, time_alternating  # noqa: E402  (bench/harness.py)
 
 # TinyBERT-4, the student of the TinyBERT paper (head size 26).
 TINYBERT4 = dict(vocab_size=30522, hidden_size=312, num_hidden_layers=4, num_attention_heads=12,
@@ -77,78 +76,6 @@ ID_LOW, ID_HIGH = 1000, 30000   # random token ids are drawn from [ID_LOW, ID_HI
 LR, WEIGHT_DECAY, ADAM_EPS = 5e-5, 0.01, 1e-6  # minibert's AdamW defaults, given to torch too
 TARGETS = {"train": 1.2, "infer": 1.1, "memory": 1.0}  # minibert / torch must be <= this
 PARITY_ATOL = 2e-3              # float32 loss/logit agreement required before timing
-
-
-# ============================================================================== the machine
-
-
-def machine_info(device: str) -> dict:
-    """What the numbers were measured on: CPU, cores, library versions, BLAS, threads, load."""
-    info = {"python": platform.python_version(), "platform": platform.platform()}
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown"
-    info["cpu"] = cpu
-    info["logical_cpus"] = os.cpu_count()
-    if hasattr(os, "sched_getaffinity"):
-        info["usable_cpus"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["loadavg_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
-    info["numpy"] = np.__version__
-    try:  # numpy >= 1.25 returns the build configuration as a dict
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        info["numpy_blas"] = f"{blas.get('name')} {blas.get('version')}"
-        if blas.get("openblas configuration"):
-            info["numpy_blas_config"] = blas["openblas configuration"]
-    except Exception:  # older numpy: show_config only prints
-        info["numpy_blas"] = "unknown (see numpy.show_config())"
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version", "prefix")}
-                               for p in threadpool_info()]
-    except ImportError:
-        pass
-    info["thread_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                                     "MINIBERT_NUM_THREADS", "MINIBERT_FAST") if k in os.environ}
-    from minibert import fast, kernels, threads
-
-    # what the model runs is what minibert.kernels holds (fast.py's kernels unless MINIBERT_FAST=0)
-    info["minibert_kernels"] = (f"fast.py, {threads.num_threads()} threads, BLAS single-threaded"
-                                if kernels.linear_forward is fast.linear_forward else "functional.py (MINIBERT_FAST=0)")
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:
-        pass
-    import torch
-    import transformers
-
-    info["torch"] = torch.__version__
-    info["torch_threads"] = torch.get_num_threads()
-    info["transformers"] = transformers.__version__
-    if device == "cupy":
-        import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        info["cupy"] = cupy.__version__
-        info["torch_cuda"] = torch.version.cuda
-    return info
-
-
-def print_machine(info: dict) -> None:
-    print("# machine")
-    for k, v in info.items():
-        print(f"#   {k}: {v}")
-    load = info.get("loadavg_1_5_15")
-    cpus = info.get("usable_cpus") or info.get("logical_cpus") or 1
-    if load and load[0] > 0.5 * cpus:
-        print(f"# WARNING: 1-minute load average {load[0]} on {cpus} CPUs: the machine is busy, "
-              "timings are not representative")
-    sys.stdout.flush()
 
 
 # ============================================================================== inputs
@@ -354,34 +281,6 @@ def parity_train(case: str, ours, x_ours: dict, torch_steps: dict, only_labelled
 # ============================================================================== timing
 
 
-def time_alternating(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                     device: Device) -> dict[str, list[float]]:
-    """Seconds per call of each contestant, repeats interleaved A B A B ... after a warm-up.
-
-    The warm-up (also interleaved) pays one-off costs: BLAS thread start-up, allocator
-    growth, CuPy kernel compilation, torch's lazily created gradients and optimizer state.
-    """
-    for _ in range(warmup):
-        for fn in contestants.values():
-            fn()
-    device.sync()
-    times: dict[str, list[float]] = {name: [] for name in contestants}
-    for _ in range(repeats):
-        for name, fn in contestants.items():
-            device.sync()
-            t0 = time.perf_counter()
-            fn()
-            device.sync()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def summary(times: list[float]) -> dict:
-    q25, med, q75 = np.percentile(times, [25, 50, 75])
-    return {"median_s": float(med), "iqr_s": float(q75 - q25), "min_s": float(min(times)),
-            "times_s": [float(t) for t in times]}
-
-
 @dataclass
 class Row:
     """One line of the report: minibert against one torch reference."""
@@ -467,7 +366,7 @@ def bench_train(args, device: Device, cases: list[str]) -> list[Row]:
             contestants.update({name: step for name, (_, step) in torch_models.items()})
             print(f"# {case}: B={B} T={T}, {args.warmup} warm-up + {args.train_repeats} repeats each; {note}",
                   flush=True)
-            times = time_alternating(contestants, args.train_repeats, args.warmup, device)
+            times = time_alternating(contestants, args.train_repeats, args.warmup, device.sync)
             for row in rows_for("train", case, times, targets, note):
                 print_row(row)
                 rows.append(row)
@@ -522,7 +421,7 @@ def bench_infer(args, device: Device, cases: list[str]) -> list[Row]:
             print(f"# {case}: B={batch} T={args.seq}, {args.warmup} warm-up + {args.infer_repeats} "
                   f"repeats each; {note}", flush=True)
             times = time_alternating({"minibert": run_ours, "transformers": run_torch},
-                                     args.infer_repeats, args.warmup, device)
+                                     args.infer_repeats, args.warmup, device.sync)
             for row in rows_for("infer", case, times, {"transformers": TARGETS["infer"]}, note):
                 print_row(row)
                 rows.append(row)

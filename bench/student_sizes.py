@@ -21,17 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing
+sys.path.insert(0, str(REPO / "bench"))
 
 from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification
 from minibert.report import encoder_params
+from harness import time_alternating  # noqa: E402  (bench/harness.py)
 
 TEACHER = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
 SHAPES = {
@@ -62,16 +63,13 @@ def main() -> None:
         return probe(args.probe, args.probe_examples)
     rng = np.random.default_rng(0)
     models = {name: BertForSequenceClassification(BertConfig(**kw), 2).eval() for name, kw in SHAPES.items()}
-    times = {(name, b): [] for name in models for b in (1, 32)}
+    times = {}
     for b in (1, 32):
         ids = rng.integers(1000, 30000, (b, args.seq))
-        for m in models.values():
-            m(ids)  # warm-up
-        for _ in range(args.repeats if b == 1 else max(3, args.repeats // 3)):
-            for name, m in models.items():  # alternate, so a slow moment hits every shape
-                t0 = time.perf_counter()
-                m(ids)
-                times[name, b].append(time.perf_counter() - t0)
+        # alternating, so a slow moment hits every shape (bench/harness.py)
+        calls = {name: (lambda m=m: m(ids)) for name, m in models.items()}
+        by_name = time_alternating(calls, args.repeats if b == 1 else max(3, args.repeats // 3), warmup=1)
+        times.update({(name, b): t for name, t in by_name.items()})
     med = {k: 1000 * float(np.median(v)) for k, v in times.items()}
     teacher = next(iter(models))
     t_params = encoder_params(models[teacher])
