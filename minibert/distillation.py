@@ -48,12 +48,12 @@ Decisions (the reference code's choice in brackets):
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .messages import say
 from .errors import DataError
 from . import checkpoint
 from . import data as D
@@ -151,11 +151,11 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
                           seed=args.seed)
     for m in (teacher, student, distiller):
         m.to(run.device)
-    print("building the general corpus ...", file=sys.stderr)
+    say("building the general corpus ...")
     train, held = pretraining_data(tok, corpus, PLAIN_TEXT, args.seed)
     train, held = general_batches(train), general_batches(held)
-    print(f"{len(train)} training sequences of length {corpus.max_seq_length}; student {student.num_parameters():,} "
-          f"parameters; {settings.method}: {' + '.join(distiller.active('general'))}", file=sys.stderr)
+    say(f"{len(train)} training sequences of length {corpus.max_seq_length}; student {student.num_parameters():,} "
+          f"parameters; {settings.method}: {' + '.join(distiller.active('general'))}")
     trainer = Trainer(args, trained_modules(student, distiller),
                       D.Batcher(train, args.batch_size, seed=args.seed),
                       distill_step(student, teacher, distiller, "general"),
@@ -191,8 +191,8 @@ def mlm_head_step(model):
 def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer) -> BertForMaskedLM:
     """The teacher's encoder with a masked-LM head trained for settings.mlm_steps (saved to <output_dir>/mlm-head)."""
     head_dir = Path(settings.output_dir) / "mlm-head"
-    print(f"== training a masked-LM head on the frozen {settings.teacher} encoder ({settings.mlm_steps} steps) -> "
-          f"{head_dir}", file=sys.stderr)
+    say(f"== training a masked-LM head on the frozen {settings.teacher} encoder ({settings.mlm_steps} steps) -> "
+          f"{head_dir}")
     mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.teacher), seed=settings.seed)
     train, held = pretraining_data(tokenizer, corpus, BERT_MASKING, settings.seed)
     # augment always trains its head afresh: a previous head's checkpoints are replaced, never mixed in
@@ -259,7 +259,7 @@ def prediction_cache(teacher, distiller: Distiller, s: TaskDistillSettings, devi
     if not s.cache_teacher or not distiller.cacheable("prediction"):
         return None
     if device != "numpy":
-        print("teacher outputs are not cached on the GPU (a lookup needs the ids on the host)", file=sys.stderr)
+        say("teacher outputs are not cached on the GPU (a lookup needs the ids on the host)")
         return None
     return TeacherCache(teacher, distiller, "prediction")
 
@@ -285,14 +285,13 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     distiller = task_distiller(student.config, teacher.config, s, training.seed)
     if fit_dense_from and distiller.fit_dense is not None and checkpoint.load_fit_dense(
             distiller.fit_dense, fit_dense_from, on_mismatch=s.fit_dense_mismatch):
-        print(f"fit_dense continues from {fit_dense_from}", file=sys.stderr)
+        say(f"fit_dense continues from {fit_dense_from}")
     for m in (teacher, student, distiller):
         m.to(run.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
     modules = trained_modules(student, distiller)
     if (s.inter_epochs > 0 or s.inter_steps > 0) and not distiller.active("intermediate"):
-        print(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used",
-              file=sys.stderr)
+        say(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used")
     elif s.inter_epochs > 0 or s.inter_steps > 0:
         args = s.stage_args(training, "intermediate")
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
@@ -306,7 +305,7 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
                       lambda: evaluate(student, spec, dev), save, device=run.device)
     state = trainer.train(resume=run.resume)
     if cache is not None:
-        print(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache", file=sys.stderr)
+        say(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache")
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
     if world().is_root:
         best.save_pretrained(out / "student", tokenizer=tokenizer)
@@ -320,7 +319,7 @@ def finetune_teacher(task: str | D.TaskSpec, train: D.EncodedExamples, tokenizer
     teacher = BertForSequenceClassification.from_pretrained(checkpoint.resolve_model_path(DEFAULT_TEACHER),
                                                             num_labels=spec.num_labels)
     label_classifier(teacher, spec)  # config.json names the classes
-    print(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples", file=sys.stderr)
+    say(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples")
     train_classifier(teacher.to(run.device), spec, train, None, tokenizer, settings.stage_args(training, "teacher"),
                      resume=run.resume, device=run.device)
     return teacher.eval()
@@ -345,8 +344,7 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
         spec, train, dev = load_task_data(data, tok)
         teacher = finetune_teacher(spec, train, tok, settings, training, run)
     student = build_student(settings.student, spec.num_labels, tok, training.seed, teacher)
-    print(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})",
-          file=sys.stderr)
+    say(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})")
     kind, _ = parse_student_spec(settings.student)
     res = task_distillation(spec, teacher, student, train, dev, tok, settings, training, run,
                             fit_dense_from=settings.student if kind == "folder" else None)

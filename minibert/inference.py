@@ -34,13 +34,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .messages import say
 from .textfile import read_text
 from .errors import DataError
 from . import checkpoint
@@ -297,5 +297,5 @@ def predict(settings: PredictSettings) -> list[dict]:
     rows = prediction_rows(classifier, texts, pairs, classifier.scores(logits))
     if settings.output:
         write_predictions(settings.output, rows)
-        print(f"wrote {len(rows)} predictions to {settings.output}", file=sys.stderr)
+        say(f"wrote {len(rows)} predictions to {settings.output}")
     return rows

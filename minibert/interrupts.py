@@ -65,5 +65,7 @@ class StopSignals:
             self._restore()
             raise KeyboardInterrupt(f"{signal.Signals(signum).name} again: stopped at once")
         self.signum = signum
+        # print, not messages.say: a signal handler must not wait for tqdm's lock, which the
+        # interrupted code may hold
         print(f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint "
               "(Ctrl-C again stops at once, without one)", file=sys.stderr, flush=True)

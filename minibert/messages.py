@@ -6,7 +6,9 @@
 
 stdout is kept for results (the pipeline's table, predict's JSON lines, a summary), so that
 they can be piped; every other line goes to stderr through `say`, which writes through tqdm so
-that a progress bar on the terminal is redrawn below the line rather than torn. Warnings that
+that a progress bar on the terminal is redrawn below the line rather than torn. The one other
+writer is interrupts.py's signal handler, which prints directly (a handler must not wait for
+tqdm's lock, which the interrupted code may hold). Warnings that
 a library caller may want to filter or turn into errors (a checkpoint's fit_dense started
 afresh) stay `warnings.warn` with their own category (checkpoint.CheckpointWarning).
 

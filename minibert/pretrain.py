@@ -11,10 +11,10 @@ NSP pairs) is `data/pretraining.py`; the loop is `trainer.py`; flags are `train.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
+from .messages import say
 from .errors import DataError
 from . import data as D
 from . import kernels as K
@@ -73,10 +73,9 @@ def pretrain(model: ModelSettings, corpus: CorpusSettings, masking: MaskingSetti
              run: RunOptions = RunOptions()) -> dict:
     """Pre-train the model `model.model` names (a preset: from scratch); write results.json; return its content."""
     tok = tokenizer_for(model.model, model.vocab)
-    print("building pre-training instances ...", file=sys.stderr)
+    say("building pre-training instances ...")
     train, held = pretraining_data(tok, corpus, masking, args.seed)
-    print(f"{len(train)} training and {len(held)} held-out instances of length {corpus.max_seq_length}",
-          file=sys.stderr)
+    say(f"{len(train)} training and {len(held)} held-out instances of length {corpus.max_seq_length}")
     net = build_model(BertForPreTraining, model.model, tok, args.seed)
     if run.device != "numpy":
         net.to(run.device)

@@ -12,8 +12,8 @@ checkpoint folders is `checkpoint.py`'s (via `Model.from_pretrained`). Nothing h
 """
 from __future__ import annotations
 
-import sys
 
+from .messages import say
 from .errors import DataError
 from . import data as D
 from .checkpoint import load_config, resolve_model_path
@@ -144,7 +144,7 @@ def build_student(spec: str, num_labels: int, tokenizer: BertTokenizer, seed: in
         same_width = teacher is not None and student.config.hidden_size == teacher.config.hidden_size
         if copy_teacher_classifier and new_head and same_width:
             copy_classifier(teacher, student)
-            print("the student's new classifier starts as a copy of the teacher's", file=sys.stderr)
+            say("the student's new classifier starts as a copy of the teacher's")
         return student
     if kind == "preset":
         return BertForSequenceClassification(BertConfig.from_preset(value, vocab_size=len(tokenizer)), num_labels,

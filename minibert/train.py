@@ -33,6 +33,7 @@ import json
 import sys
 from pathlib import Path
 
+from .messages import say
 from . import data as D
 from . import distributed
 from .finetune import evaluate_folder, finetune
@@ -240,8 +241,8 @@ def main(argv=None) -> None:
         parser = build_parser()
         a = parse_args(argv, parser)
         if a.command is None:
-            print("no command given: running the quick TinyBERT pipeline on SST-2 "
-                  f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest", file=sys.stderr)
+            say("no command given: running the quick TinyBERT pipeline on SST-2 "
+                  f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
             a = parse_args(QUICK_PIPELINE, parser)
         with distributed.abort_on_error(EXPECTED):  # under mpiexec: an error on one process ends all, naming it
             distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints
@@ -249,13 +250,12 @@ def main(argv=None) -> None:
     except Interrupted as exc:  # a checkpoint was written: say where, exit 128 + the signal
         if debug:
             raise
-        print(f"stopped: {exc}", file=sys.stderr)
+        say(f"stopped: {exc}")
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         if debug:
             raise
-        print("error: interrupted, stopped at once without writing a checkpoint (those already written stay)",
-              file=sys.stderr)
+        say("error: interrupted, stopped at once without writing a checkpoint (those already written stay)")
         raise SystemExit(EXIT_SIGINT) from None
     except EXPECTED as exc:
         if debug:

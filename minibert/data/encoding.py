@@ -20,12 +20,12 @@ pre-training rows are `pretraining.PretrainingData`.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
+from ..messages import note
 from ..errors import DataError
 from .batching import INT_DTYPE
 from .tasks import InputExample
@@ -115,7 +115,7 @@ def note_truncation(encoded: EncodedExamples, what: str, flag: str = "--max-leng
     flag: the setting that raises the limit)."""
     text = truncation_note(encoded.num_truncated, len(encoded), what, encoded.max_length, encoded.longest)
     if text:
-        print(f"note: {text}; {flag} sets the limit", file=sys.stderr, flush=True)
+        note(f"{text}; {flag} sets the limit")
 
 
 def check_fits(encoded: EncodedExamples, model, flag: str = "--max-length") -> None:
