@@ -42,11 +42,11 @@ schedules and TinyBERT's BertAdam behave.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Callable
 
 import numpy as np
 
+from .backend import get_array_module
 from .threads import for_elements
 
 __all__ = [
@@ -66,9 +66,8 @@ __all__ = [
 
 
 def _xp(a):
-    """The array module (numpy or cupy) that owns array ``a``; cupy is never imported here."""
-    cp = sys.modules.get("cupy")
-    return cp if cp is not None and isinstance(a, cp.ndarray) else np
+    """The array module (numpy or cupy) that owns array ``a`` (backend.py's lookup: cupy is never imported here)."""
+    return get_array_module(a)
 
 
 def _to_numpy(a) -> np.ndarray:
