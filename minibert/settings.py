@@ -17,13 +17,15 @@ on which backend is `RunOptions`. A run with several stages (task distillation: 
 This module holds values and checks them; it does not parse command lines (that is
 `flags.py`), read files or build models (`specs.py`, `data/`). It imports from minibert only
 registries, for choices and help: the tasks, the model presets, the distillation methods and
-layer mappings (`methods.py`) and the learning-rate schedules, so every run module can import it.
+layer mappings (`methods.py`), the learning-rate schedules and the devices (`backend.DEVICES`),
+so every run module can import it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .backend import DEVICES
 from .config import PRESETS
 from . import data as D
 from .optim import SCHEDULES
@@ -191,7 +193,7 @@ class RunOptions:
     resume: str | None = setting(None, "auto: continue from the latest checkpoint in --output-dir (each stage's, in "
                                        "distillation; a fresh start where there is none), or a checkpoint folder",
                                  metavar="auto|FOLDER")
-    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=("numpy", "cupy"))
+    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=DEVICES)
 
     def __post_init__(self):
         check_choices(self)
@@ -335,7 +337,7 @@ class PredictSettings:
     max_length: int = setting(0, "maximum tokens per text, [CLS] and [SEP] included; longer texts are cut and "
                                  "counted; 0: the model's max_position_embeddings (512 for BERT)")
     progress: bool = setting(True, "a progress bar for --input files")
-    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=("numpy", "cupy"))
+    device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=DEVICES)
 
     def __post_init__(self):
         check_choices(self)
