@@ -22,8 +22,8 @@ the teacher (a constant: no gradient reaches it), B the batch, n the number of r
                 L_XX = 1/(R n) sum_r sum_tokens KL(X_T,r || X_S,r), X_r = softmax(A_r A_r^T / sqrt(d_r)),
                 A_r the r-th of R "relation heads": the layer's heads concatenated, then cut in R
 
-TinyBERT's losses follow the authors' released code rather than the paper (the project's
-shared/docs/tinybert-reference.md, sections 1.2-1.3), re-derived here:
+TinyBERT's losses follow the authors' released code rather than the paper
+(huawei-noah/Pretrained-Language-Model, TinyBERT/task_distill.py), re-derived here:
 - A is the attention *score* (pre-softmax, scaled, additive mask included), and both score
   tensors go through the clamp where(x <= -100, 0, x) before the MSE. Padded keys (about
   -10000) so become exact zeros on both sides and add nothing; padded *query* rows are not
@@ -34,7 +34,7 @@ shared/docs/tinybert-reference.md, sections 1.2-1.3), re-derived here:
   The code's mean over B*C is exactly 1/C of it, available as `reduction="mean"`. Temperature
   on both sides (the code; the maintainers called the paper's student-only t a typo), no t^2.
 - Regression heads (one output) distil with MSE against the *teacher's* logits, as the
-  paper and the maintainers (reference issue #128) say; the code's MSE against gold labels
+  paper and the maintainers (issue #128 of the reference repository) say; the code's MSE against gold labels
   is a bug.
 
 The other methods' KLs and means run over real tokens only (padded queries carry no text;

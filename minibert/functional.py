@@ -344,7 +344,7 @@ def soft_cross_entropy_forward(student_logits, teacher_logits, temperature: floa
     """TinyBERT's prediction-layer loss: -sum_c softmax(z_T/t)_c log softmax(z_S/t)_c.
 
     reduction "batchmean" divides by N (the usual soft cross-entropy); "mean" divides by N*C,
-    which is what the TinyBERT reference code does (issue #176 there). No t^2 factor.
+    which is what the TinyBERT reference code does (issue #176 of its repository). No t^2 factor.
     student_logits, teacher_logits (N, C). The teacher side is a constant.
     """
     if student_logits.shape != teacher_logits.shape:

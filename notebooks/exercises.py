@@ -9,8 +9,8 @@ An exercise cell defines the learner's attempt and hands it to `answer`, then ch
 
 `answer` returns the attempt itself, unless MINIBERT_SOLUTIONS=1 is set (CI and the committed
 outputs), in which case it returns the reference solution from `solutions/<notebook>.py`: so
-CI proves every check passes with its solution, and tests/test_exercises.py proves every check
-fails with a wrong answer. Solutions live apart so a learner does not read them by accident.
+CI proves every check passes with its solution, and tests/test_exercises_nb123.py and
+tests/test_exercises_nb04.py prove every check fails with a wrong answer. Solutions live apart so a learner does not read them by accident.
 """
 from __future__ import annotations
 
