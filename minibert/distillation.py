@@ -38,7 +38,7 @@ Decisions (the reference code's choice in brackets):
   *fine-tuned* teacher's layers, with its classifier: the student starts where the teacher's
   task knowledge is. Which layers matters: with a fine-tuned teacher the top one carries
   the task (`bench/student_sizes.py --probe` scores every subset before training), and the
-  README's trade-off table is why 2 layers (teacher:0,5) is the >= 3x student.
+  trade-off table of docs/results.md is why 2 layers (teacher:0,5) is the >= 3x student.
   distill-general also takes "teacher:0,5": the *pre-trained* teacher's layers, distilled
   further on the general corpus (TinyBERT's "smart init" plus stage 1); distill-task then
   starts from that folder and copies the fine-tuned teacher's classifier onto it.
