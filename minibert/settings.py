@@ -161,7 +161,8 @@ class TrainArgs:
     log_steps: int = setting(10, "log to the progress bar and metrics.jsonl every this many steps")
     eval_steps: int = setting(0, "evaluate every this many steps (0: only at the end)")
     save_steps: int = setting(0, "write checkpoint-<step>/ every this many steps (0: only at the end)")
-    save_total_limit: int = setting(2, "how many checkpoint folders to keep")
+    save_total_limit: int = setting(2, "how many checkpoint-<step>/ folders to keep, the newest (best/ is kept "
+                                       "apart)")
     metric_for_best: str = setting("", "evaluation metric whose best value is kept in output_dir/best")
     progress: bool = setting(True, "show a progress bar")
     overwrite_output_dir: bool = setting(False, "start afresh in an output folder that holds another run's "
