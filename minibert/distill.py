@@ -268,8 +268,8 @@ class Distiller:
         distiller.backward_into(student)                         # or: student.backward(**distiller.backward())
 
     A loss runs when the method lists it for the stage (METHODS) and its weight is nonzero; the
-    others are reported as 0. total = sum of w_k L_k over the losses that ran ("rep" = L_hid +
-    L_emb is what TinyBERT's reference logs as rep_loss). `teacher_out` may also be the dict
+    others are reported as 0. total = sum of w_k L_k over the losses that ran, plus the sums the
+    method logs (`Method.log_sums`: TinyBERT's rep = L_hid + L_emb). `teacher_out` may also be the dict
     `teacher_targets(t_out, stage)` returns, e.g. kept by a TeacherCache.
 
     Options: temperature t (pred, kd), pred_reduction (TinyBERT's pred: "batchmean" or the
