@@ -85,6 +85,7 @@ from . import distributed
 from .backend import device_of, get_array_module, to_device
 from .checkpoint import CheckpointError, load_tensors, read_header, save_tensors
 from .data.batching import shard_batch
+from .functional import IGNORE_INDEX
 from .interrupts import Interrupted, StopSignals
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
 from .runfolder import (CHECKPOINT_TMP_PREFIX, RunFolderError, RunLock, check_free_space, checksum_problems,
@@ -459,10 +460,11 @@ class Trainer:
                                  f"position embeddings (max_position_embeddings): lower --max-length or "
                                  f"--max-seq-length, {where}")
             n = getattr(module, "num_labels", None)  # 1: regression, float labels
-            if (n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels)
-                    and not 0 <= labels.min() <= labels.max() < n):
-                raise ValueError(f"the training labels run from {labels.min()} to {labels.max()} but the model "
-                                 f"has {n} labels (num_labels), {where}")
+            if n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels):
+                given = labels[labels != IGNORE_INDEX]  # IGNORE_INDEX: a row without a label (read by a teacher only)
+                if len(given) and not 0 <= given.min() <= given.max() < n:
+                    raise ValueError(f"the training labels run from {given.min()} to {given.max()} but the model "
+                                     f"has {n} labels (num_labels), {where}")
         moments = sum(m.nbytes for d in (self.optimizer.exp_avg, self.optimizer.exp_avg_sq) for m in d.values())
         check_free_space(self.out, sum(p.nbytes for p in self.params.values()) + moments, "one checkpoint")
 
