@@ -17,7 +17,8 @@ const COMPARE = DATA.comparison;  // null when there is no teacher
 
 // What the reader has chosen: the sentence, and each column's layer and head (0-based).
 const state = { sentence: 0, layer: DATA.models.map(() => 0), head: DATA.models.map(() => 0), follow: true };
-const lines = [];  // per column: the drawn links [{el, q, k}], so hovering need not redraw
+if (COMPARE) state.layer[1] = COMPARE.mapping[0] - 1;  // the teacher starts at the layer S1 learns from
+const lines = [];  // per column: the drawn links [{el, q}], so hovering need not redraw
 
 // ------------------------------------------------------------------------- small helpers
 
@@ -197,15 +198,17 @@ function hoverToken(c, q) {
 
 function buildMapping(section) {
   el("h2", {}, section, "Which student layer learns from which teacher layer");
+  el("svg", { id: "mapping-svg" }, section);
   const label = el("label", {}, section);
   const box = el("input", { type: "checkbox", id: "follow", checked: "" }, label);
   label.append(" the teacher column follows the mapping (its layer g(m), and the same head)");
   box.addEventListener("change", () => { state.follow = box.checked; });
-  el("svg", { id: "mapping-svg" }, section);
   el("table", { id: "losses" }, section);
   el("p", { class: "note" }, section, `Layer mapping: ${COMPARE.strategy} (distill.layer_mapping). ` +
-    `Hidden states through fit_dense: ${COMPARE.fit_dense}. The losses are those of this one sentence; ` +
-    "training minimises their mean over batches. Click a row or a student layer to show that pair.");
+    `Hidden states through fit_dense: ${COMPARE.fit_dense}. TinyBERT's attention loss compares the scores ` +
+    "before the softmax (the maps below draw the probabilities after it); MiniLM's KLs compare distributions. " +
+    "The losses are this one sentence's; training minimises their mean over batches. Click a row or a " +
+    "student layer to show that pair.");
 }
 
 function drawMapping() {
@@ -240,7 +243,7 @@ function drawLossTable(chosen) {
   table.textContent = "";
   const R = COMPARE.relation_heads;
   const head = el("tr", {}, el("thead", {}, table));
-  ["student", "teacher", "attention MSE (L_att term)", "hidden MSE (L_hid / L_emb)", "MiniLM attention KL",
+  ["student", "teacher", "attention-score MSE (L_att term)", "hidden MSE (L_hid / L_emb)", "MiniLM attention KL",
     R ? `value-relation KL (${R} relation heads)` : "value-relation KL"].forEach((t) => el("th", {}, head, t));
   const body = el("tbody", {}, table);
   const row = (cells, cls, onClick) => {

@@ -205,7 +205,7 @@ def browser():
         pytest.skip("no chromium or playwright here (apt-get install chromium; pip install -e '.[test]')")
     with sync_playwright() as p:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
-        chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
 
@@ -247,6 +247,7 @@ def visible_lines(page, column: int) -> int:
 def test_switching_layer_and_head_redraws_the_embedded_attention(browser, page_file):
     data = page_data(page_file.read_text(encoding="utf-8"))
     page, requested, errors = open_page(browser, page_file)
+    assert page.input_value("#layer-1") == "1"  # at the start too: S1 beside T2 = g(1)
     first = drawn_matrix(page, 0)
     np.testing.assert_allclose(first, data["models"][0]["examples"][0]["attention"][0][0], atol=1e-9)
     page.select_option("#layer-0", index=1)
