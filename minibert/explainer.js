@@ -14,6 +14,7 @@ const DATA = JSON.parse(document.getElementById("minibert-data").textContent);
 const SVG_NS = "http://www.w3.org/2000/svg";  // a name, not a URL that is loaded
 const COLORS = { model: "#2b6cb0", student: "#2b6cb0", teacher: "#c05621" };
 const COMPARE = DATA.comparison;  // null when there is no teacher
+const MATRIX_PAD = 80;  // room for the token labels left of and above the matrix, in pixels
 
 // What the reader has chosen: the sentence, and each column's layer and head (0-based).
 const state = { sentence: 0, layer: DATA.models.map(() => 0), head: DATA.models.map(() => 0), follow: true };
@@ -132,14 +133,15 @@ function drawPrediction(c) {
     const row = el("div", { class: "bar" + (i === best ? " best" : "") }, box);
     el("span", { class: "label" }, row, label);
     const track = el("span", { class: "track" }, row);
-    el("span", { class: "fill", style: `width:${100 * p.scores[i]}%;background:${COLORS[DATA.models[c].role]}` }, track);
+    const color = COLORS[DATA.models[c].role];
+    el("span", { class: "fill", style: `width:${100 * p.scores[i]}%;background:${color}` }, track);
     el("span", { class: "value" }, row, p.scores[i].toFixed(3));
   });
 }
 
 function drawMatrix(c, tokens, A) {
   // A heat map: row q = query token, column k = key token, opacity = A[q][k].
-  const T = tokens.length, cell = Math.max(6, Math.min(22, Math.floor(360 / T))), pad = 80;
+  const T = tokens.length, cell = Math.max(6, Math.min(22, Math.floor(360 / T))), pad = MATRIX_PAD;
   const svg = document.getElementById("matrix-" + c);
   svg.textContent = "";
   svg.setAttribute("width", pad + T * cell + 4);
@@ -156,7 +158,8 @@ function drawMatrix(c, tokens, A) {
     el("title", {}, r, `${tokens[q]} -> ${tokens[k]}: ${p.toFixed(4)}`);
   }));
   // the row of the hovered token, outlined (hidden until a token is hovered)
-  el("rect", { id: "row-" + c, x: pad, y: pad, width: T * cell, height: cell, class: "row-mark", visibility: "hidden" }, svg);
+  el("rect", { id: "row-" + c, x: pad, y: pad, width: T * cell, height: cell, class: "row-mark",
+    visibility: "hidden", "data-cell": cell }, svg);
 }
 
 function drawLines(c, tokens, A) {
@@ -188,10 +191,12 @@ function hoverToken(c, q) {
   // Show only query q's lines (all lines when q is null), shade its keys, outline its matrix row.
   const A = attention(c);
   for (const line of lines[c]) line.el.style.display = q === null || line.q === q ? "" : "none";
-  document.querySelectorAll(`#lines-${c} .key-bg`).forEach((r, k) => r.setAttribute("fill-opacity", q === null ? 0 : A[q][k]));
-  const mark = document.getElementById("row-" + c), cell = Number(document.querySelector(`#matrix-${c} .cell`).getAttribute("height"));
+  document.querySelectorAll(`#lines-${c} .key-bg`).forEach((r, k) => {
+    r.setAttribute("fill-opacity", q === null ? 0 : A[q][k]);
+  });
+  const mark = document.getElementById("row-" + c);
   mark.setAttribute("visibility", q === null ? "hidden" : "visible");
-  if (q !== null) mark.setAttribute("y", 80 + q * cell);
+  if (q !== null) mark.setAttribute("y", MATRIX_PAD + q * Number(mark.dataset.cell));
 }
 
 // -------------------------------------------------------- the mapping and the distillation losses

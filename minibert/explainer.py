@@ -67,7 +67,8 @@ def load_model(model):
     A folder whose config.json says BertForSequenceClassification loads with its classifier (its
     prediction is shown); any other BERT folder (minilm-l6, a stage-1 student) as an encoder."""
     if not isinstance(model, (str, Path)):
-        return model.eval(), f"{type(model).__name__} ({model.config.num_hidden_layers} x {model.config.hidden_size})", None
+        cfg = model.config
+        return model.eval(), f"{type(model).__name__} ({cfg.num_hidden_layers} x {cfg.hidden_size})", None
     path = checkpoint.resolve_model_path(model)
     cls = BertForSequenceClassification if is_classifier_folder(str(path)) else BertModel
     return cls.from_pretrained(path).eval(), str(model), path
@@ -207,7 +208,7 @@ PAGE = """<!doctype html>
 </style>
 </head>
 <body>
-<div id="app"><noscript>This page draws with JavaScript; the numbers are in the minibert-data script element.</noscript></div>
+<div id="app"><noscript>This page draws with JavaScript; its numbers are in the minibert-data element.</noscript></div>
 <script type="application/json" id="minibert-data">{data}</script>
 <script>
 {js}

@@ -124,7 +124,8 @@ def test_a_model_alone_is_one_column_and_an_encoder_predicts_nothing(folders):
 
 
 def test_shapes_that_forbid_a_loss_give_none_and_say_why(folders):
-    comparison = explain(str(folders["two_heads"]), TEXTS[:1], str(folders["teacher"]), mapping="top").data["comparison"]
+    page = explain(str(folders["two_heads"]), TEXTS[:1], str(folders["teacher"]), mapping="top")
+    comparison = page.data["comparison"]
     assert comparison["mapping"] == [3, 4]
     losses = comparison["examples"][0]
     assert losses["attention_mse"] == [None, None] and losses["att_kl"] == [None, None]  # 2 heads vs 4
@@ -182,7 +183,7 @@ def test_jupyter_shows_the_same_page_in_an_iframe(folders):
     page = explain(str(folders["student"]), TEXTS, str(folders["teacher"]))
     shown = page._repr_html_()
     assert shown.startswith("<iframe srcdoc=") and "&lt;script type=&quot;application/json&quot;" in shown
-    assert isinstance(page, Explanation) and "2 layers" not in repr(page)
+    assert isinstance(page, Explanation) and ".save(path)" in repr(page)  # what a plain-text viewer shows
 
 
 # ----------------------------------------------------------------------------- the browser
@@ -231,8 +232,8 @@ def open_page(browser, path):
 
 def drawn_matrix(page, column: int) -> np.ndarray:
     """The matrix as drawn: each cell's fill-opacity at its (query, key)."""
-    cells = page.eval_on_selector_all(f"#matrix-{column} rect.cell",
-                                      "els => els.map(e => [+e.dataset.q, +e.dataset.k, +e.getAttribute('fill-opacity')])")
+    read = "els => els.map(e => [+e.dataset.q, +e.dataset.k, +e.getAttribute('fill-opacity')])"
+    cells = page.eval_on_selector_all(f"#matrix-{column} rect.cell", read)
     T = int(round(len(cells) ** 0.5))
     matrix = np.full((T, T), np.nan)
     for q, k, p in cells:
@@ -241,7 +242,8 @@ def drawn_matrix(page, column: int) -> np.ndarray:
 
 
 def visible_lines(page, column: int) -> int:
-    return page.eval_on_selector_all(f"#lines-{column} line.link", "els => els.filter(e => e.style.display !== 'none').length")
+    return page.eval_on_selector_all(f"#lines-{column} line.link",
+                                     "els => els.filter(e => e.style.display !== 'none').length")
 
 
 def test_switching_layer_and_head_redraws_the_embedded_attention(browser, page_file):
@@ -274,6 +276,7 @@ def test_hovering_a_token_keeps_its_lines_and_the_losses_table_shows_the_sentenc
     assert visible_lines(page, 0) == T * T
     page.hover("#lines-0 .query[data-q='2']")
     assert visible_lines(page, 0) == T
+    assert page.get_attribute("#row-0", "visibility") == "visible"  # its row in the matrix, outlined
     page.mouse.move(1, 1)
     assert visible_lines(page, 0) == T * T
     rows = page.eval_on_selector_all("#losses tbody tr", "els => els.map(e => e.textContent)")
