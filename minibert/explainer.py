@@ -188,8 +188,13 @@ class Explanation:
 
     def _repr_html_(self) -> str:
         # An iframe keeps the page whole: its element ids and script cannot clash with another output's.
-        tokens = max(len(s["tokens"]) for s in self.data["sentences"])
-        height = 560 + 18 * tokens + (260 if self.data["comparison"] else 0)
+        # Its height, roughly the page's (explainer.js's sizes; the frame can be resized): the header,
+        # the mapping, a column's prediction, then its matrix and lines: side by side in one column
+        # alone, one under the other in two columns side by side.
+        T = max(len(s["tokens"]) for s in self.data["sentences"])
+        matrix, lines = 80 + T * max(6, min(22, 360 // T)), 18 * T + 14
+        views = matrix + lines if self.data["comparison"] else max(matrix, lines)
+        height = 150 + (330 if self.data["comparison"] else 0) + 200 + views + 40
         return (f'<iframe srcdoc="{html.escape(self.html(), quote=True)}" title="minibert explain" '
                 f'style="width:100%;height:{height}px;border:1px solid #ddd;resize:vertical"></iframe>')
 
@@ -238,6 +243,7 @@ def explain(model, texts, teacher=None, *, tokenizer=None, mapping: str = "unifo
     tokenizer = tokenizer or (checkpoint.load_tokenizer(folder) if folder else None)
     if tokenizer is None:
         raise ValueError("explain: a model passed in memory needs its tokenizer (tokenizer=...)")
+    max_length = min(max_length, model.config.max_position_embeddings)  # the model reads no more
     encoded = [tokenizer.encode(t, max_length=max_length, return_num_truncated=True) for t in texts]
     cut = sum(e["num_truncated_tokens"] > 0 for e in encoded)
     if cut:

@@ -123,6 +123,13 @@ def test_a_model_alone_is_one_column_and_an_encoder_predicts_nothing(folders):
     assert data["models"][0]["examples"][0]["prediction"]["kind"] == "softmax"
 
 
+def test_a_long_sentence_is_cut_and_the_cut_is_said(folders, capsys):
+    data = explain(str(folders["encoder"]), [TEXTS[0], "dull"], max_length=5).data
+    assert data["sentences"][0]["tokens"] == ["[CLS]", "the", "cat", "sat", "[SEP]"]
+    assert np.array(data["models"][0]["examples"][0]["attention"]).shape == (2, 4, 5, 5)
+    assert "note: cut 1 of 2 sentences to 5 tokens" in capsys.readouterr().err
+
+
 def test_shapes_that_forbid_a_loss_give_none_and_say_why(folders):
     page = explain(str(folders["two_heads"]), TEXTS[:1], str(folders["teacher"]), mapping="top")
     comparison = page.data["comparison"]
