@@ -115,6 +115,16 @@ def test_per_layer_losses_add_up_to_the_distillers_on_the_same_sentence(folders)
                                                        rel=1e-5)
 
 
+def test_a_pipelines_student_folder_finds_the_fit_dense_its_run_kept(folders, tmp_path):
+    # pipeline: <run>/student/ is a copy of <run>/prediction/best/, which also holds the trained fit_dense
+    shutil.copytree(folders["student"], tmp_path / "prediction" / "best")
+    shutil.copytree(folders["student"], tmp_path / "student", ignore=shutil.ignore_patterns(checkpoint.FIT_DENSE_NAME))
+    page = explain(str(tmp_path / "student"), TEXTS, str(folders["teacher"]))
+    assert page.data["comparison"]["fit_dense"] == str(tmp_path / "prediction" / "best" / checkpoint.FIT_DENSE_NAME)
+    assert page.data["comparison"]["examples"] == explain(str(folders["student"]), TEXTS, str(folders["teacher"])
+                                                          ).data["comparison"]["examples"]
+
+
 def test_a_model_alone_is_one_column_and_an_encoder_predicts_nothing(folders):
     data = explain(str(folders["encoder"]), "a gripping film").data
     assert data["comparison"] is None and len(data["models"]) == 1
