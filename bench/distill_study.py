@@ -5,6 +5,9 @@
     python bench/distill_study.py --out runs/study --report-only          # the table and plot again
     python bench/distill_study.py --quick --out /tmp/study               # seconds; its numbers mean nothing
 
+Seeds are independent: several processes (say `--seeds 2` and `--seeds 3`, each with
+MINIBERT_NUM_THREADS=1) may share one --out folder; each appends its own lines to runs.jsonl.
+
 The design, arm by arm, for one seed s:
 - Data: a shuffle of the task's training set seeded by s. Its first --labels rows are the gold
   labels; the next --unlabelled rows lose their labels (set to IGNORE_INDEX, so a loss that read
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -104,7 +108,7 @@ def teacher_for(seed: int, spec, gold, dev, tok, a, out: Path) -> tuple[BertForS
     teacher = BertForSequenceClassification.from_pretrained(checkpoint.resolve_model_path(DEFAULT_TEACHER),
                                                             num_labels=spec.num_labels, seed=seed)
     label_classifier(teacher, spec)
-    scratch = out / "scratch" / f"teacher{seed}"
+    scratch = out / "scratch" / str(os.getpid()) / f"seed{seed}-teacher"
     args = TrainArgs(output_dir=str(scratch), epochs=a.teacher_epochs, batch_size=a.batch_size, lr=a.teacher_lr,
                      seed=seed, progress=False, overwrite_output_dir=True, metric_for_best=spec.main_metric)
     t0 = time.perf_counter()
@@ -134,7 +138,7 @@ def initial_student(spec_str: str, spec, tok, seed: int, teacher) -> BertForSequ
 
 
 def run_finetune(student, spec, gold, dev, tok, steps: int, seed: int, a, scratch: Path) -> list[dict]:
-    args = TrainArgs(output_dir=str(scratch), max_steps=steps, batch_size=a.batch_size, lr=a.lr, seed=seed,
+    args = TrainArgs(output_dir=str(scratch), max_steps=steps, batch_size=a.batch_size, lr=a.finetune_lr, seed=seed,
                      eval_steps=a.eval_every, progress=False, overwrite_output_dir=True,
                      metric_for_best=spec.main_metric)
     return train_classifier(student, spec, gold, dev, tok, args).history
@@ -196,7 +200,11 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int =
 
 
 def arm_name(r: dict) -> str:
-    return f"finetune@{r['steps']}" if r["method"] == "finetune" else r["method"]
+    """finetune@<steps> lr <rate> (one arm per budget and rate), or the method's name."""
+    if r["method"] != "finetune":
+        return r["method"]
+    lr = r["lr"] if "lr" in r else r["settings"]["lr"]  # older records kept the rate in settings only
+    return f"finetune@{r['steps']} lr {lr:g}"
 
 
 def report(out: Path) -> str:
@@ -226,7 +234,8 @@ def report(out: Path) -> str:
         lines += ["| arm | steps | seeds | last eval: mean [95% t] | best eval (optimistic) | vs "
                   f"{best_ft or 'finetune'}: mean [95% t] | paired bootstrap 95% | wall s / run |",
                   "|---|---|---|---|---|---|---|---|"]
-        for name, by_seed in sorted(arms.items(), key=lambda kv: (not kv[0].startswith("finetune"), kv[0])):
+        order = lambda kv: (not kv[0].startswith("finetune"), next(iter(kv[1].values()))["steps"], kv[0])
+        for name, by_seed in sorted(arms.items(), key=order):
             seeds = sorted(by_seed)
             last = [100 * by_seed[s]["last"] for s in seeds]
             best = [100 * by_seed[s]["best"] for s in seeds]
@@ -297,6 +306,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=600, help="optimizer steps of each distillation arm (both stages)")
     p.add_argument("--finetune-budgets", default="",
                    help="comma-separated step counts for the baseline (default: steps/4, steps/2, steps)")
+    p.add_argument("--finetune-lr", type=float, default=0.0, help="the baseline's peak rate (default: --lr)")
     p.add_argument("--inter-fraction", type=float, default=0.5,
                    help="share of --steps given to an intermediate stage (tinybert, minilm, minilmv2)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak rate of fine-tuning and of the prediction stage")
@@ -322,6 +332,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if m != "finetune" and m not in METHODS:
             p.error(f"--methods: unknown {m!r}; choose finetune or one of {', '.join(METHODS)}")
     a.labels = None if a.labels == "all" else int(a.labels)
+    a.finetune_lr = a.finetune_lr or a.lr
     a.budgets = ([int(x) for x in a.finetune_budgets.split(",")] if a.finetune_budgets
                  else sorted({max(1, a.steps // 4), max(1, a.steps // 2), a.steps}))
     return a
@@ -345,9 +356,10 @@ def main(argv=None) -> None:
     spec, train, dev = load_task_sets(TaskDataSettings(a.task, max_length=a.max_length, max_train_examples=a.max_train,
                                                        max_eval_examples=a.max_dev), tok)
     dev = dev[""]
-    machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"{spec.name}: {len(train)} training rows, {len(dev)} dev rows; {regime}; student {a.student}; "
           f"methods {a.methods}; seeds {a.seeds}; {a.steps} steps (finetune at {a.budgets})", file=sys.stderr)
+    mine = out / "scratch" / str(os.getpid())  # this process's run folders: others may share `out`
     for seed in a.seeds:
         gold, both = split_regime(train, a.labels, a.unlabelled, seed)
         teacher, teacher_dev = teacher_for(seed, spec, gold, dev, tok, a, out)
@@ -356,13 +368,14 @@ def main(argv=None) -> None:
         arms = [("finetune", b) for b in a.budgets] if "finetune" in a.methods else []
         arms += [(m, a.steps) for m in a.methods if m != "finetune"]
         for method, steps in arms:
-            name = f"finetune@{steps}" if method == "finetune" else method
+            lr = a.finetune_lr if method == "finetune" else a.lr
+            name = arm_name({"method": method, "steps": steps, "lr": lr})
             if (spec.name, regime, a.student, name, seed) in done:
                 continue
             student = initial_student(a.student, spec, tok, seed, teacher)
             same = all(np.array_equal(p, start[k]) for k, p in student.named_parameters().items())
             assert same, "every arm of a seed must start from the same weights"
-            scratch = out / "scratch" / f"{name}-{seed}"
+            scratch = mine / f"seed{seed}-{name}"
             t0 = time.perf_counter()
             if method == "finetune":
                 history = run_finetune(student, spec, gold, dev, tok, steps, seed, a, scratch)
@@ -373,7 +386,7 @@ def main(argv=None) -> None:
             points = curve(history, spec.main_metric)
             logits = np.asarray(predict(student.eval(), dev))  # the last weights, as the last evaluation saw them
             record = {"task": spec.name, "regime": regime, "student": a.student, "method": method, "seed": seed,
-                      "steps": steps, "metric": spec.main_metric, "last": points[-1][1],
+                      "steps": steps, "lr": lr, "metric": spec.main_metric, "last": points[-1][1],
                       "best": max(v for _, v in points), "curve": points, "teacher_dev": teacher_dev,
                       "wall_s": round(wall, 1), "machine": machine, "quick": a.quick,
                       "settings": {k: getattr(a, k) for k in ("lr", "inter_lr", "inter_fraction", "temperature",
@@ -384,7 +397,9 @@ def main(argv=None) -> None:
                 f.write(json.dumps(record) + "\n")
             print(f"seed {seed} {name}: last {record['last']:.4f} best {record['best']:.4f} ({wall:.0f} s)",
                   file=sys.stderr)
-    shutil.rmtree(out / "scratch", ignore_errors=True)
+    shutil.rmtree(mine, ignore_errors=True)
+    if (out / "scratch").is_dir() and not any((out / "scratch").iterdir()):
+        (out / "scratch").rmdir()
     print(report(out))
 
 
