@@ -2,6 +2,7 @@
 from .checkpoint import teacher_path
 from .config import PRESETS, BertConfig
 from .distill import Distiller
+from .explainer import Explanation, explain
 from .inference import TextClassifier
 from .model import (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification, BertModel,
                     BertOutput)
@@ -10,5 +11,5 @@ from .tokenizer import BertTokenizer
 __version__ = "0.1.0"
 
 __all__ = ["BertConfig", "PRESETS", "BertModel", "BertForMaskedLM", "BertForPreTraining",
-           "BertForSequenceClassification", "BertOutput", "BertTokenizer", "Distiller", "TextClassifier",
-           "teacher_path"]
+           "BertForSequenceClassification", "BertOutput", "BertTokenizer", "Distiller", "Explanation", "TextClassifier",
+           "explain", "teacher_path"]

@@ -349,6 +349,31 @@ class PredictSettings:
                              f"{self.max_length}")
 
 
+@dataclass
+class ExplainSettings:
+    """The explain command: one self-contained HTML page of a model's attention, beside its teacher's (explainer.py)."""
+
+    texts: list[str] | None = setting(None, "sentences to look at (one input each; the page switches between them)",
+                                      metavar="TEXT", positional=True)
+    model: str = setting("runs/quick/student", "the model's folder (a fine-tuned or distilled classifier shows its "
+                                               "prediction; an encoder such as minilm-l6 its attention alone)")
+    teacher: str | None = setting(None, "the teacher's folder: shown beside the model (the student), with the layer "
+                                        "mapping and the distillation losses on each sentence")
+    output: str = setting("explain.html", "the HTML file to write (self-contained: opens offline)", metavar="FILE")
+    mapping: str = setting("uniform", "the layer mapping drawn between student and teacher (TinyBERT's "
+                                      "distill.layer_mapping)", choices=MAPPING_STRATEGIES)
+    fit_dense: str | None = setting(None, "folder holding the student's fit_dense.safetensors, for the hidden-state "
+                                          "loss (default: the student's folder, else the prediction/best/ folder "
+                                          "of the pipeline run it came from; none: raw states, if widths match)",
+                                    metavar="FOLDER")
+    max_length: int = setting(128, "maximum tokens per sentence, [CLS] and [SEP] included (longer ones are cut)")
+
+    def __post_init__(self):
+        check_choices(self)
+        if self.max_length < 3:
+            raise ValueError(f"ExplainSettings.max_length must be at least 3, got {self.max_length}")
+
+
 # Every settings group, for the command line's tests: each field must be a flag with its help.
 ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, TrainArgs, RunOptions,
-       GeneralDistillSettings, TaskDistillSettings, AugmentSettings, PredictSettings)
+       GeneralDistillSettings, TaskDistillSettings, AugmentSettings, PredictSettings, ExplainSettings)

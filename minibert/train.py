@@ -6,6 +6,7 @@
     python -m minibert.train finetune --task sst-2 --model minilm-l6 --output-dir runs/teacher
     python -m minibert.train evaluate --task sst-2 --model runs/teacher
     python -m minibert.train predict --model runs/quick/student "a gripping film" "dull"
+    python -m minibert.train explain --model runs/quick/student --teacher runs/quick/teacher "a gripping film"
     python -m minibert.train <command> --help     # every flag, explained
     mpiexec -n 2 python -m minibert.train finetune ...   # data-parallel: pip install -e ".[mpi]"
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from .messages import say
 from . import data as D
 from . import distributed
+from .explainer import explain_command
 from .finetune import evaluate_folder, finetune
 from .errors import UsageError, UserError
 from .flags import DEFAULTS, add_flags, fill_defaults, from_args
@@ -45,7 +47,8 @@ from .pretrain import pretrain
 from .report import results_table, summary_line
 from .messages import error_line
 from .settings import (SHARED_BY_STAGES, TASK_DISTILL_TRAINING, AugmentSettings, CorpusSettings,
-                       GeneralDistillSettings, MaskingSettings, ModelSettings, PredictSettings, RunOptions,
+                       ExplainSettings, GeneralDistillSettings, MaskingSettings, ModelSettings, PredictSettings,
+                       RunOptions,
                        TaskDataSettings, TaskDistillSettings, TrainArgs, VocabSettings)
 from .distillation import augment, general_distillation, pipeline
 from .tokenizer import save_vocab
@@ -113,6 +116,10 @@ def cmd_predict(a) -> None:
     if not settings.output:  # JSON lines on stdout (progress and notes go to stderr)
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
+
+
+def cmd_explain(a) -> None:
+    print(f"wrote {explain_command(from_args(ExplainSettings, a))} (open it in a browser)")
 
 
 def cmd_distill_task(a) -> None:
@@ -200,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", cmd_predict, "classify texts (arguments or --input FILE) with a fine-tuned or distilled "
                 "model folder: label, score and every class's score, as JSON lines or TSV")
     add_flags(p, PredictSettings, "prediction")
+
+    p = command("explain", cmd_explain, "one self-contained HTML page of a model's attention and prediction on "
+                "sentences; with --teacher, beside its teacher's, with the layer mapping and the distillation losses")
+    add_flags(p, ExplainSettings, "explain")
     return parser
 
 

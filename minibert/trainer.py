@@ -69,6 +69,7 @@ from . import run_checkpoints as ckpt
 from .backend import get_array_module, to_device
 from .data.batching import shard_batch
 from .errors import DataError, TrainingError  # noqa: F401 (TrainingError: trainer.TrainingError)
+from .functional import IGNORE_INDEX
 from .interrupts import Interrupted, StopSignals
 from .messages import note, say
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
@@ -342,10 +343,11 @@ def check_before_first_step(batcher, modules: dict, params: dict, optimizer, out
                             f"position embeddings (max_position_embeddings): lower --max-length or "
                             f"--max-seq-length, {where}")
         n = getattr(module, "num_labels", None)  # 1: regression, float labels
-        if (n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels)
-                and not 0 <= labels.min() <= labels.max() < n):
-            raise DataError(f"the training labels run from {labels.min()} to {labels.max()} but the model "
-                            f"has {n} labels (num_labels), {where}")
+        if n and n > 1 and isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and len(labels):
+            given = labels[labels != IGNORE_INDEX]  # IGNORE_INDEX: a row without a label (read by a teacher only)
+            if len(given) and not 0 <= given.min() <= given.max() < n:
+                raise DataError(f"the training labels run from {given.min()} to {given.max()} but the model "
+                                f"has {n} labels (num_labels), {where}")
     moments = sum(m.nbytes for d in (optimizer.exp_avg, optimizer.exp_avg_sq) for m in d.values())
     check_free_space(out, sum(p.nbytes for p in params.values()) + moments, "one checkpoint")
 
