@@ -290,7 +290,7 @@ def plot(groups: dict, path: Path) -> None:
 # =================================================================================== main
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter,
                                 epilog="See the module docstring for what each arm starts from and sees.")
     p.add_argument("--task", default="sst-2", help="a GLUE task (its train and dev sets)")

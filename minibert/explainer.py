@@ -13,7 +13,7 @@ what the distillation losses see on that sentence. Every number comes from the p
 code, not re-derived here:
 
     attention      BertOutput.attentions, the softmax of the scores the model computed
-    layer mapping  distill.layer_mapping (TinyBERT's g(m); --mapping picks the strategy)
+    layer mapping  layer_matching.layer_mapping (TinyBERT's g(m); --mapping picks the strategy)
     attention MSE  distill_losses.attention_loss_forward on the pair (S_m, T_g(m)) alone: the
                    per-layer term of TinyBERT's L_att (clamped scores, mean over NH*T*T)
     hidden MSE     distill_losses.hidden_loss_forward on (fit_dense(H_S^m), H_T^g(m)): the terms of
@@ -233,7 +233,7 @@ def explain(model, texts, teacher=None, *, tokenizer=None, mapping: str = "unifo
 
     model, teacher: folders (or short names such as "minilm-l6"), or models in memory (then pass
     `tokenizer`). texts: a sentence or a list of them, each one input. mapping: the layer mapping's
-    strategy (distill.layer_mapping). fit_dense: the student's projection, a FitDense or a folder
+    strategy (layer_matching.layer_mapping). fit_dense: the student's projection, a FitDense or a folder
     holding fit_dense.safetensors (default: the student's folder, then the prediction/best/ of the
     pipeline run a `.../student` folder came from). names: the two columns' titles.
     """

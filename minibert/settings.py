@@ -361,7 +361,7 @@ class ExplainSettings:
                                         "mapping and the distillation losses on each sentence")
     output: str = setting("explain.html", "the HTML file to write (self-contained: opens offline)", metavar="FILE")
     mapping: str = setting("uniform", "the layer mapping drawn between student and teacher (TinyBERT's "
-                                      "distill.layer_mapping)", choices=MAPPING_STRATEGIES)
+                                      "layer_matching.layer_mapping)", choices=MAPPING_STRATEGIES)
     fit_dense: str | None = setting(None, "folder holding the student's fit_dense.safetensors, for the hidden-state "
                                           "loss (default: the student's folder, else the prediction/best/ folder "
                                           "of the pipeline run it came from; none: raw states, if widths match)",

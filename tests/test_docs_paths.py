@@ -29,7 +29,7 @@ OTHER_PROJECTS = {
     "modeling_bert.py", "run_glue.py", "trainer_pt_utils.py",  # transformers
     "create_pretraining_data.py",  # Google's BERT
 }
-OUTPUTS = {"run.toml", "gpu_check.md"}  # files a user or a run writes, named in examples
+OUTPUTS = {"run.toml", "gpu_check.md", "study.png"}  # files a user or a run writes, named in examples
 
 
 def exists(word: str) -> bool:
