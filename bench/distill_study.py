@@ -277,9 +277,12 @@ def plot(groups: dict, path: Path) -> None:
         for name, curves in sorted(arms.items()):
             steps = sorted({s for c in curves for s, _ in c})
             grid = np.array([[dict(map(tuple, c)).get(s, np.nan) for s in steps] for c in curves]) * 100
-            line, = ax.plot(steps, np.nanmean(grid, axis=0), label=f"{name} ({len(curves)} seeds)")
+            line, = ax.plot(steps, np.nanmean(grid, axis=0), marker="o", markersize=3,
+                            label=f"{name} ({len(curves)} seeds)")
             ax.fill_between(steps, np.nanmin(grid, axis=0), np.nanmax(grid, axis=0), color=line.get_color(),
                             alpha=0.15)
+        teacher = 100 * np.mean(list({r["seed"]: r["teacher_dev"] for r in rs}.values()))
+        ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"teacher (mean) {teacher:.1f}")
         ax.set(title=f"{task}, {regime}\nstudent {student}", xlabel="optimizer step", ylabel=f"dev {rs[0]['metric']}")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -255,7 +255,10 @@ class TaskDistillSettings:
     cache_teacher: bool = setting(True, "compute the frozen teacher's logits once per example and reuse them in later "
                                         "epochs of the prediction stage (CPU backend)")
     inter_steps: int = setting(0, "intermediate-layer steps; 0: use --inter-epochs")
-    inter_epochs: float = setting(0.0, "intermediate-layer epochs; 0 with --inter-steps 0 skips the stage")
+    inter_epochs: float = setting(0.0, "intermediate-layer epochs; 0 with --inter-steps 0 skips the stage (the "
+                                       "default: at an equal number of steps it did not beat the prediction stage "
+                                       "alone on 1,000 SST-2 labels, 3 seeds, docs/study.md; with a full epoch added "
+                                       "on all of SST-2 it gained 2.4 points, docs/results.md)")
     inter_lr: float = setting(5e-5, "intermediate-layer learning rate, constant")
     pred_steps: int = setting(0, "prediction-layer steps; 0: use --pred-epochs")
     pred_epochs: float = setting(1.0, "prediction-layer epochs")
