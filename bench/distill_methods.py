@@ -187,8 +187,8 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--what", choices=("methods", "cache", "all"), default="methods")
     p.add_argument("--tasks", nargs="+", default=["sst-2", "sts-b"], help="the first is compared with and without "
-                                                                           "augmentation (unless --no-augment), "
-                                                                           "the others without")
+                   "augmentation (unless --no-augment), "
+                   "the others without")
     p.add_argument("--no-augment", action="store_true", help="no GloVe-augmented variant of the first task")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--train-examples", type=int, default=4000, help="training examples of each task (teacher and "

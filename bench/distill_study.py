@@ -60,14 +60,15 @@ from minibert.evaluation import predict_encoded  # noqa: E402
 from minibert.finetune import load_task_data, train_classifier  # noqa: E402
 from minibert.methods import METHODS  # noqa: E402
 from minibert.model import BertForSequenceClassification  # noqa: E402
+from minibert.runfolder import write_text_atomic  # noqa: E402
 from minibert.settings import TaskDataSettings, TaskDistillSettings, TrainArgs  # noqa: E402
 from minibert.specs import DEFAULT_TEACHER, build_student, label_classifier, tokenizer_for  # noqa: E402
 
 # A fresh classifier on the pre-trained MiniLM is what "pretrained:" and the teacher start from.
 warnings.filterwarnings("ignore", message=".*newly initialised.*")
 
-QUICK = dict(max_train=1000, labels=48, unlabelled=96, steps=6, eval_every=3, seeds=[1, 2], teacher_epochs=1.0, max_dev=48,
-             finetune_budgets="3,6")
+QUICK = dict(max_train=1000, labels=48, unlabelled=96, steps=6, eval_every=3, seeds=[1, 2], teacher_epochs=1.0,
+             max_dev=48, finetune_budgets="3,6")
 
 
 # =================================================================================== data
@@ -83,9 +84,9 @@ def take(encoded: D.EncodedExamples, idx, labels=None) -> D.EncodedExamples:
 def split_regime(train: D.EncodedExamples, n_labels: int | None, n_unlabelled: int, seed: int):
     """(gold, gold + unlabelled): a seeded shuffle's first n_labels rows keep their labels, the next
     n_unlabelled rows get IGNORE_INDEX. n_labels None: every row is gold and none is unlabelled."""
-    order = np.random.default_rng(seed).permutation(len(train))
     if n_labels is None:
         return train, train
+    order = np.random.default_rng(seed).permutation(len(train))
     if n_labels + n_unlabelled > len(train):
         raise SystemExit(f"--labels {n_labels} + --unlabelled {n_unlabelled} > {len(train)} training rows")
     gold = take(train, order[:n_labels])
@@ -115,8 +116,8 @@ def teacher_for(seed: int, spec, gold, dev, tok, a, out: Path) -> tuple[BertForS
     state = train_classifier(teacher, spec, gold, dev, tok, args)
     teacher.save_pretrained(folder, tokenizer=tok)
     dev_metric = state.history[-1][spec.main_metric]
-    (folder / "teacher.json").write_text(json.dumps({"dev": dev_metric, "steps": state.step,
-                                                     "wall_s": round(time.perf_counter() - t0, 1)}))
+    write_text_atomic(folder / "teacher.json", json.dumps({"dev": dev_metric, "steps": state.step,
+                                                           "wall_s": round(time.perf_counter() - t0, 1)}))
     shutil.rmtree(scratch, ignore_errors=True)
     return teacher.eval(), dev_metric
 
@@ -387,7 +388,7 @@ def main(argv=None) -> None:
             wall = time.perf_counter() - t0
             shutil.rmtree(scratch, ignore_errors=True)
             points = curve(history, spec.main_metric)
-            logits = np.asarray(predict_encoded(student.eval(), dev))  # the last weights, as the last evaluation saw them
+            logits = np.asarray(predict_encoded(student.eval(), dev))  # the last weights, as last evaluated
             record = {"task": spec.name, "regime": regime, "student": a.student, "method": method, "seed": seed,
                       "steps": steps, "lr": lr, "metric": spec.main_metric, "last": points[-1][1],
                       "best": max(v for _, v in points), "curve": points, "teacher_dev": teacher_dev,

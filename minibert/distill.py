@@ -307,23 +307,23 @@ class Distiller:
         s_heads, t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
         if needs["heads"] and s_heads != t_heads:
             raise DataError(f"Distiller: {', '.join(needs['heads'])} compare attention head by head, so student and "
-                             f"teacher need the same number of attention heads; got student {s_heads}, teacher "
-                             f"{t_heads} (or set weights={{{needs['heads'][0]!r}: 0}}, or use method 'minilmv2')")
+                            f"teacher need the same number of attention heads; got student {s_heads}, teacher "
+                            f"{t_heads} (or set weights={{{needs['heads'][0]!r}: 0}}, or use method 'minilmv2')")
         if needs["width"] and student_config.hidden_size != teacher_config.hidden_size:
             raise DataError(f"Distiller: {', '.join(needs['width'])} compare hidden states as they are, so student and "
-                             f"teacher need the same hidden size; got student {student_config.hidden_size}, teacher "
-                             f"{teacher_config.hidden_size}")
+                            f"teacher need the same hidden size; got student {student_config.hidden_size}, teacher "
+                            f"{teacher_config.hidden_size}")
         self.mapping = layer_mapping(M, N, strategy) if needs["mapping"] else None  # M teacher layers, 1-based
         if "pt" in used and M < 2:
             raise DataError("Distiller: Patient KD pairs the student's intermediate layers 1..M-1 with the teacher's; "
-                             "a 1-layer student has none")
+                            "a 1-layer student has none")
         self.relation_heads = relation_heads or t_heads
         self.relation_layer = relation_layer or N
         if needs["relation"]:
             for who, cfg in (("student", student_config), ("teacher", teacher_config)):
                 if self.relation_heads <= 0 or cfg.hidden_size % self.relation_heads:
                     raise DataError(f"Distiller: relation_heads={self.relation_heads} must divide the {who}'s hidden "
-                                     f"size {cfg.hidden_size} (MiniLMv2 cuts each model's width into R relation heads)")
+                                    f"size {cfg.hidden_size} (MiniLMv2 cuts each model's width into R relation heads)")
             if not 1 <= self.relation_layer <= N:
                 raise DataError(f"Distiller: relation_layer={self.relation_layer} is outside the teacher's layers 1..{N}")
         self.options = Options(self.mapping, self.temperature, self.pred_reduction, self.relation_heads,

@@ -155,7 +155,7 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
     train, held = pretraining_data(tok, corpus, PLAIN_TEXT, args.seed)
     train, held = general_batches(train), general_batches(held)
     say(f"{len(train)} training sequences of length {corpus.max_seq_length}; student {student.num_parameters():,} "
-          f"parameters; {settings.method}: {' + '.join(distiller.active('general'))}")
+        f"parameters; {settings.method}: {' + '.join(distiller.active('general'))}")
     trainer = Trainer(args, trained_modules(student, distiller),
                       D.Batcher(train, args.batch_size, seed=args.seed),
                       distill_step(student, teacher, distiller, "general"),
@@ -192,7 +192,7 @@ def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer)
     """The teacher's encoder with a masked-LM head trained for settings.mlm_steps (saved to <output_dir>/mlm-head)."""
     head_dir = Path(settings.output_dir) / "mlm-head"
     say(f"== training a masked-LM head on the frozen {settings.teacher} encoder ({settings.mlm_steps} steps) -> "
-          f"{head_dir}")
+        f"{head_dir}")
     mlm = BertForMaskedLM.from_pretrained(checkpoint.resolve_model_path(settings.teacher), seed=settings.seed)
     train, held = pretraining_data(tokenizer, corpus, BERT_MASKING, settings.seed)
     # augment always trains its head afresh: a previous head's checkpoints are replaced, never mixed in

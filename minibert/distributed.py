@@ -209,7 +209,7 @@ def setup(device: str = "numpy", parallel: bool = True) -> World:
         return w
     if not parallel:
         raise DataError(f"this command runs in one process, not {w.size}: start it without mpiexec (several "
-                         f"processes share the training commands' batches)")
+                        f"processes share the training commands' batches)")
     _REAL_STDERR = sys.stderr
     if not w.is_root:
         sys.stdout = sys.stderr = open(os.devnull, "w")

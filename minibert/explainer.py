@@ -260,7 +260,7 @@ def explain(model, texts, teacher=None, *, tokenizer=None, mapping: str = "unifo
             t_tok = checkpoint.load_tokenizer(t_folder)
             if any(t_tok.encode(t, max_length=max_length)["input_ids"] != i.tolist() for t, i in zip(texts, ids)):
                 raise DataError(f"explain: {t_name} tokenises the sentences differently from {name}; "
-                                 "a student and its teacher share one vocabulary")
+                                "a student and its teacher share one vocabulary")
         t_runs = [run_model(teacher, tokenizer, i) for i in ids]
         columns.append(model_entry(names[1] if names else t_name, "teacher", teacher, t_runs))
         s_cfg, t_cfg = model.config, teacher.config

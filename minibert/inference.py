@@ -83,7 +83,7 @@ class TextClassifier:
         positions = model.config.max_position_embeddings
         if max_length is not None and not 2 < max_length <= positions:
             raise DataError(f"max_length {max_length} must be between 3 and the model's {positions} position "
-                             "embeddings (max_position_embeddings)")
+                            "embeddings (max_position_embeddings)")
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
@@ -183,7 +183,7 @@ class TextClassifier:
                 pairs.append(item.get("text_pair"))
             else:
                 raise DataError('each input must be a text or a {"text": ..., "text_pair": ...} dict, '
-                                 f"got {item!r}")
+                                f"got {item!r}")
         scores = self.scores(self.logits(texts, pairs), function_to_apply)
         results = []
         for row in scores:  # (C,)
@@ -225,7 +225,7 @@ def read_inputs(path, text_column: str | None = None, text_pair_column: str | No
     text_column = text_column or next((c for c in TEXT_COLUMNS if c in have), None)
     if text_column is None or text_column not in have:
         raise DataError(f"{path}: no text column {text_column or ' or '.join(TEXT_COLUMNS)!r} (--text-column); the "
-                         f"columns are {', '.join(map(repr, have))}")
+                        f"columns are {', '.join(map(repr, have))}")
     if text_pair_column is None and PAIR_COLUMNS.get(text_column) in have:
         text_pair_column = PAIR_COLUMNS[text_column]
     columns = [c for c in (text_column, text_pair_column) if c]

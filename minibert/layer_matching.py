@@ -49,7 +49,7 @@ def layer_mapping(student_layers: int, teacher_layers: int, strategy: str = "uni
     if strategy == "uniform":
         if N % M != 0:
             raise DataError(f"layer_mapping: uniform mapping needs teacher_layers ({N}) to be a multiple of "
-                             f"student_layers ({M}); use strategy 'top' or 'bottom', or another student depth")
+                            f"student_layers ({M}); use strategy 'top' or 'bottom', or another student depth")
         k = N // M
         return [m * k for m in range(1, M + 1)]
     if strategy == "top":

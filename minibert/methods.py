@@ -67,7 +67,7 @@ METHODS = {
                      "last-layer attention and value-relation KL, then soft cross-entropy",
                      "last-layer attention and value-relation KL"),
     "minilmv2": Method({"general": ("qq", "kk", "vv"), "intermediate": ("qq", "kk", "vv"),
-                             "prediction": ("pred",)},
+                        "prediction": ("pred",)},
                        "query/key/value relation KL with --relation-heads, any width or head count, then soft "
                        "cross-entropy", "query/key/value relation KL with --relation-heads: any width or head count"),
 }

@@ -278,7 +278,7 @@ def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                    f"{args.batch_size}, seed {args.seed}; this folder holds {which}.",
                    data_line(data), f"- **Run time**: {results['wall_s']:,} s."]
         table = markdown_table([("**this model**", {**entry, "params": params, "encoder_params": encoder})],
-                              list(dev_metrics(entry)))
+                               list(dev_metrics(entry)))
         cards[folder] = card(folder, task, entry, f"A {shape} classifier fine-tuned by minibert.", details, table,
                              command, settings, ["minibert", "bert", "text-classification"])
     return cards

@@ -163,7 +163,7 @@ class AdamW:
             wd = 0.0 if name in self.no_decay else self.weight_decay
             # in cache-sized blocks, in threads (threads.for_elements): the update is element-wise
             for_elements(lambda *blocks: self._update(*blocks, lr, wd), p, grads[name], self.exp_avg[name],
-                              self.exp_avg_sq[name])
+                         self.exp_avg_sq[name])
 
     def _update(self, p, g, m, v, lr: float, wd: float) -> None:
         """AdamW for one parameter (the equations of the class docstring, in order)."""

@@ -255,7 +255,7 @@ class BertTokenizer:
         elif truncation not in _NO_TRUNCATION and max_length is None:
             max_length = self.model_max_length  # truncation asked for without a length: the model's
         keep_a, keep_b = truncated_lengths(len(ids_a), None if ids_b is None else len(ids_b),
-                                                 max_length, truncation)
+                                           max_length, truncation)
         n_tokens = len(ids_a) + (0 if ids_b is None else len(ids_b) + 1) + 2  # untruncated, specials included
         if max_length is None and n_tokens > self.model_max_length and not self._warned_too_long:
             self._warned_too_long = True
@@ -353,7 +353,7 @@ def _padding_mode(padding) -> str | None:
 
 
 def truncated_lengths(len_a: int, len_b: int | None, max_length: int | None,
-                           truncation) -> tuple[int, int]:
+                      truncation) -> tuple[int, int]:
         """How many tokens of each sequence to keep so the result fits ``max_length``."""
         if truncation is True:
             truncation = "longest_first"

@@ -37,12 +37,12 @@ def check_vocab(tokens: Sequence[str], source: str) -> dict[str, int]:
             raise DataError(f"{source}: line {index + 1}: empty token (every line must hold one token)")
         if token in vocab:
             raise DataError(f"{source}: line {index + 1}: duplicate token {token!r} "
-                             f"(first on line {vocab[token] + 1})")
+                            f"(first on line {vocab[token] + 1})")
         vocab[token] = index
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise DataError(f"{source}: missing special token(s) {', '.join(missing)}; "
-                         f"a BERT vocabulary needs {', '.join(SPECIAL_TOKENS)}")
+                        f"a BERT vocabulary needs {', '.join(SPECIAL_TOKENS)}")
     return vocab
 
 
@@ -140,7 +140,7 @@ def _read_tokenizer_json(path: Path) -> tuple[list[str], bool]:
         expected.pop(7)  # None means "as lowercase"
     if any(found != wanted for found, wanted in expected):
         raise DataError(f"{path}: not a BERT WordPiece tokenizer with the standard settings; "
-                         "minibert cannot reproduce it")
+                        "minibert cannot reproduce it")
     return tokens_in_id_order(model["vocab"]), lower
 
 
@@ -158,4 +158,4 @@ def _check_supported_config(config: dict, path: Path, do_lower_case: bool) -> No
     strip_accents = config.get("strip_accents")
     if strip_accents is not None and strip_accents != do_lower_case:
         raise DataError(f"{path}: strip_accents={strip_accents!r} with do_lower_case={do_lower_case!r} is not "
-                         "supported (minibert strips accents exactly when it lower-cases)")
+                        "supported (minibert strips accents exactly when it lower-cases)")

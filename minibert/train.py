@@ -253,7 +253,7 @@ def main(argv=None) -> None:
         a = parse_args(argv, parser)
         if a.command is None:
             say("no command given: running the quick TinyBERT pipeline on SST-2 "
-                  f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
+                f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
             a = parse_args(QUICK_PIPELINE, parser)
         with distributed.abort_on_error(EXPECTED):  # under mpiexec: an error on one process ends all, naming it
             distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints

@@ -100,7 +100,7 @@ def train_wordpiece_vocab(files: str | os.PathLike | Iterable[str | os.PathLike]
     vocab = list(SPECIAL_TOKENS) + alphabet + ["##" + c for c in alphabet]
     if vocab_size < len(vocab):
         raise DataError(f"vocab_size={vocab_size} is smaller than the {len(vocab)} special and "
-                         f"character tokens the corpus needs; raise it or set limit_alphabet")
+                        f"character tokens the corpus needs; raise it or set limit_alphabet")
     in_vocab = set(vocab)
 
     # Spell every word as symbols; a character outside the alphabet becomes None, a

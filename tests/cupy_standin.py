@@ -290,7 +290,7 @@ def _function(name):
             np_func(*_unwrap(args, f"cupy.{name} given a NumPy array"), **kwargs)
             return out
         return _wrap(np_func(*_unwrap(args, f"cupy.{name} given a NumPy array"),
-                            **{k: _unwrap(v, f"cupy.{name} given a NumPy array") for k, v in kwargs.items()}))
+                             **{k: _unwrap(v, f"cupy.{name} given a NumPy array") for k, v in kwargs.items()}))
 
     func.__name__ = name
     return func

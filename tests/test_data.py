@@ -661,7 +661,7 @@ def test_pretraining_batches(pretrain):
     assert np.array_equal(np.sort(flat), np.arange(len(pretrain)))
     # fixed-length rows are not bucketed: the order is the plain shuffle
     assert all(np.array_equal(a, b) for a, b in zip(batcher.epoch_batches(1),
-                                                   D.make_epoch_batches(len(pretrain), 32, seed=0, epoch=1, drop_last=True)))
+                                                    D.make_epoch_batches(len(pretrain), 32, seed=0, epoch=1, drop_last=True)))
 
 
 # ----------------------------------------------------------------------------------------

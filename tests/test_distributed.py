@@ -427,7 +427,7 @@ def test_resuming_with_another_number_of_processes_continues_from_the_same_globa
     whole = json.loads((ordered.root / "a" / "checkpoint-9" / "trainer_state.json").read_text())
     # the same data position and the same tokens seen: the same global batches, whatever the processes
     assert [continued[k] for k in ("step", "epoch", "batch", "tokens")] == [whole[k] for k in
-                                                                             ("step", "epoch", "batch", "tokens")]
+                                                                            ("step", "epoch", "batch", "tokens")]
     assert continued["world_size"] == 1 and "rng_states_by_rank" not in continued
     assert [r["step"] for r in records(ordered.root / "fault-n1")] == [2, 4, 6, 8, 9, 9]
 

@@ -121,7 +121,7 @@ def test_qqp_mnli_qnli_read_in_their_real_layouts(glue_root):
     qnli = D.read_glue("QNLI", glue_root / "QNLI" / "train.tsv")
     assert [e.label for e in qnli] == [1, 1, 0] and qnli[2].text_a.startswith("What two things does Popper")
     bad = write_task(glue_root, "BAD", {"dev.tsv": MNLI["train.tsv"].replace("\tcontradiction\tcontradiction\n",
-                                                                              "\tcontradiction\tnonsense\n")})
+                                                                             "\tcontradiction\tnonsense\n")})
     with pytest.raises(D.UnknownLabelError, match=r"BAD/dev\.tsv:5: label 'nonsense' is not one of "
                                                   r"\['contradiction', 'entailment', 'neutral'\]"):
         D.read_glue("mnli", bad / "dev.tsv")

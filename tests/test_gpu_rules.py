@@ -158,7 +158,7 @@ def model_case(kind, rng):
     if kind == "masked-lm labelled only":
         return BertForMaskedLM(cfg, seed=1), dict(labels=mlm_labels, only_labelled=True)
     return BertForPreTraining(cfg, seed=1), dict(labels=mlm_labels, next_sentence_label=rng.integers(0, 2, 3),
-                                                  only_labelled=True)
+                                                 only_labelled=True)
 
 
 KINDS = ["classification", "regression", "masked-lm", "masked-lm labelled only", "pre-training"]

@@ -359,7 +359,7 @@ def test_pkd_pairs_skip_and_last_layers_and_distilbert_minilm_the_last():
     ids, types, mask = random_batch(rng, 2, 4, True)
     t_out, s_out = teacher(ids, types, mask), student(ids, types, mask)
     by_layer = [float(Distiller(scfg, tcfg, method="minilmv2", relation_layer=g)(s_out, t_out, "general",
-                                                                                  attention_mask=mask)["qq"])
+                                                                                 attention_mask=mask)["qq"])
                 for g in (4, 6)]
     assert by_layer[0] != by_layer[1]
     last = float(relation_kl_loss_forward(s_out.qkv[-1][0], t_out.qkv[-1][0], mask, 2)[0])

@@ -383,6 +383,11 @@ def test_rows_longer_than_the_position_embeddings_and_unknown_labels_stop_before
     three = D.EncodedExamples(sst2.input_ids[:8], sst2.token_type_ids[:8], np.array([0, 1, 2, 1, 0, 1, 0, 1]))
     with pytest.raises(ValueError, match=r"the training labels run from 0 to 2 but the model has 2 labels"):
         train(classifier(tok), three)
+    # IGNORE_INDEX marks a row without a label (one only a teacher reads): not an unknown class
+    three.labels[2] = D.IGNORE_INDEX
+    with pytest.raises(ValueError, match=r"the training labels run from 0 to 3 but the model has 2 labels"):
+        three.labels[3] = 3
+        train(classifier(tok), three)
     assert calls == [] and not list(tmp_path.glob("checkpoint-*"))
 
 

@@ -63,7 +63,7 @@ def test_quick_study_end_to_end(data_dir, tmp_path):
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     arms = {(r["method"], r["steps"], r["seed"]) for r in runs}
     assert arms == {(m, s, seed) for seed in (1, 2) for m, s in (("finetune", 3), ("finetune", 6), ("kd", 6),
-                                                                   ("tinybert", 6))}
+                                                                 ("tinybert", 6))}
     for r in runs:
         assert r["quick"] and len(r["correct"]) == 48 and r["curve"][-1][0] == r["steps"]
         assert r["last"] == pytest.approx(np.mean(r["correct"]))  # the last evaluation is the saved predictions'

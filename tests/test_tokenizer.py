@@ -177,7 +177,7 @@ def test_basic_tokenizer_accents_cjk_controls_whitespace_punctuation():
     assert lower.tokenize("a\x00b\u200bc\x07d\ufffde") == ["abcde"]  # removed, not split
     assert lower.tokenize("a\u3000b\u00a0c\u2028d\u2029e\tf") == ["a", "b", "c", "d", "e", "f"]
     assert lower.tokenize("can't $5^2 \u00abhi\u00bb") == ["can", "'", "t", "$", "5", "^", "2",
-                                                          "\u00ab", "hi", "\u00bb"]
+                                                           "\u00ab", "hi", "\u00bb"]
     assert lower.tokenize("") == [] and lower.tokenize(" \n\x00 ") == []
 
 
@@ -391,7 +391,7 @@ def test_offsets_hand_checked(uncased):
         return list(zip(uncased.convert_ids_to_tokens(enc["input_ids"]), enc["offsets"]))
 
     assert spans("H\u00e9llo, w\u00f6rld!") == [("[CLS]", (0, 0)), ("hello", (0, 5)), (",", (5, 6)), ("world", (7, 12)),
-                                               ("!", (12, 13)), ("[SEP]", (0, 0))]
+                                                ("!", (12, 13)), ("[SEP]", (0, 0))]
     assert spans("He\u0301llo")[1] == ("hello", (0, 6))          # the accent belongs to the token
     assert spans("tokenization")[1:3] == [("token", (0, 5)), ("##ization", (5, 12))]
     assert spans("\u0130stanbul")[1] == ("istanbul", (0, 8))  # İ lower-cases to two code points
@@ -423,7 +423,7 @@ def test_decode(uncased, references):
         ids = uncased.encode(text)["input_ids"]
         for skip in (True, False):
             assert uncased.decode(ids, skip) == python.decode(ids, skip_special_tokens=skip,
-                                                                clean_up_tokenization_spaces=False)
+                                                              clean_up_tokenization_spaces=False)
 
 
 def test_chunk_cache_is_bounded_and_transparent(uncased_vocab):

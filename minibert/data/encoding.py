@@ -126,4 +126,4 @@ def check_fits(encoded: EncodedExamples, model, flag: str = "--max-length") -> N
     positions = model.config.max_position_embeddings
     if encoded.max_length is not None and encoded.max_length > positions:
         raise DataError(f"{flag} {encoded.max_length} is more than the model's {positions} position embeddings "
-                         f"(max_position_embeddings): use {flag} {positions} or less")
+                        f"(max_position_embeddings): use {flag} {positions} or less")

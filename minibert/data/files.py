@@ -91,7 +91,7 @@ def file_format(path) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: unknown data file type {Path(path).suffix!r}; use .csv, .tsv (with a header line) "
-                         f"or .jsonl/.json (JSON Lines)")
+                        f"or .jsonl/.json (JSON Lines)")
     return fmt
 
 
@@ -125,7 +125,7 @@ def _delimited(path: Path, text: str, fmt: str) -> Table:
         if len(fields) != len(names):
             sep = "comma" if fmt == "csv" else "tab"
             raise DataError(f"{path}:{line}: {len(fields)} {sep}-separated fields, but the header has {len(names)} "
-                             f"({', '.join(map(repr, names))})")
+                            f"({', '.join(map(repr, names))})")
         rows.append((line, dict(zip(names, fields))))
     return Table(path, names, rows)
 
@@ -149,10 +149,10 @@ def _json_lines(path: Path, text: str) -> Table:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{line}: not valid JSON ({exc.msg}); a JSON Lines file holds one object per "
-                             f"line") from None
+                            f"line") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{line}: expected a JSON object ({{\"text\": ..., \"label\": ...}}), found "
-                             f"{type(obj).__name__}")
+                            f"{type(obj).__name__}")
         columns = columns if columns is not None else list(obj)
         rows.append((line, obj))  # values become text when a column is read (table_rows)
     if not rows:
@@ -181,13 +181,13 @@ def resolve_columns(table: Table, columns: Columns = Columns()) -> tuple[str, st
         if given is not None:
             if given not in have:
                 raise DataError(f"{table.path}: no column {given!r} ({flag}); the columns are "
-                                 f"{', '.join(map(repr, have))}")
+                                f"{', '.join(map(repr, have))}")
             return given
         found = next((name for name in defaults if name in have), None)
         if found is None and defaults:
             raise DataError(f"{table.path}: no {flag} column: none of {', '.join(map(repr, defaults))} among the "
-                             f"columns {', '.join(map(repr, have))}; name it with {flag} (a CSV or TSV file's "
-                             f"first line must be a header naming its columns)")
+                            f"columns {', '.join(map(repr, have))}; name it with {flag} (a CSV or TSV file's "
+                            f"first line must be a header naming its columns)")
         return found
 
     text = pick(columns.text, TEXT_COLUMNS, "--text-column")
@@ -209,7 +209,7 @@ def table_rows(table: Table, text: str, text_pair: str | None, label: str) -> li
                 continue
             if key not in record:
                 raise DataError(f"{table.path}:{line}: no {key!r} in this row (it has "
-                                 f"{', '.join(map(repr, record))})")
+                                f"{', '.join(map(repr, record))})")
             value = _json_text(record[key], table.path, line, key).strip()
             if not value:
                 raise DataError(f"{table.path}:{line}: empty {'label' if key == label else 'text'} ({key!r})")
@@ -256,5 +256,5 @@ def label_kind(rows: list[Row], task_type: str, path) -> tuple[str, tuple[str, .
         classes = tuple(sorted(set(labels)))
     if len(classes) < 2:
         raise DataError(f"{path}: every training label is {classes[0]!r}; a classifier needs at least two classes "
-                         f"(or use --task-type regression for scores)")
+                        f"(or use --task-type regression for scores)")
     return "classification", classes

@@ -107,7 +107,7 @@ def task_files(task: str | TaskSpec | None = None, *, data_dir=None, train_file=
     if task is None and (train_file or dev_file):
         if data_dir:
             raise DataError("--data is a GLUE task's folder; your own data is --train-file and --dev-file "
-                             "(or add --task for a GLUE task)")
+                            "(or add --task for a GLUE task)")
         return TaskFiles(None, Path(train_file) if train_file else None,
                          ((Path(dev_file), ""),) if dev_file else (), columns)
     spec = get_task(task or "sst-2")
@@ -125,7 +125,7 @@ def _named(spec: TaskSpec, table: Table, columns: Columns) -> TaskSpec:
     text, pair, label = resolve_columns(table, columns)
     if (pair is not None) != spec.is_pair:
         raise DataError(f"{table.path}: task {spec.name!r} takes {'two texts' if spec.is_pair else 'one text'}, but "
-                         f"the columns read are {[c for c in (text, pair) if c]} (--text-column, --text-pair-column)")
+                        f"the columns read are {[c for c in (text, pair) if c]} (--text-column, --text-pair-column)")
     return replace(spec, text_a_col=text, text_b_col=pair, label_col=label, header=True)
 
 
@@ -148,7 +148,7 @@ def read_task(files: TaskFiles, *, task_type: str = "auto", model: ModelLabels |
     else:
         if task_type != "auto" and (task_type == "regression") != spec.is_regression:
             raise DataError(f"--task-type {task_type}: task {spec.name!r} is "
-                             f"{'a regression' if spec.is_regression else 'a classification'}")
+                            f"{'a regression' if spec.is_regression else 'a classification'}")
         if model is not None:
             spec = match_labels(spec, model)
     # an unknown label's message says where the classes came from

@@ -94,15 +94,15 @@ class TaskSpec:
         unknown = [m for m in self.metrics if m not in known]
         if unknown or not self.metrics:
             raise DataError(f"task {self.name!r}: metrics {list(self.metrics)} must be a non-empty subset of the "
-                             f"{kind} metrics {list(known)}")
+                            f"{kind} metrics {list(known)}")
         if self.main_metric not in self.metrics:
             raise DataError(f"task {self.name!r}: main_metric {self.main_metric!r} is not one of {list(self.metrics)}")
         if self.label_list is not None and len(self.label_list) < 2:
             raise DataError(f"task {self.name!r}: a classification task needs at least 2 labels, "
-                             f"got {list(self.label_list)} (label_list=None makes a regression task)")
+                            f"got {list(self.label_list)} (label_list=None makes a regression task)")
         if self.label_names is not None and (self.label_list is None or len(self.label_names) != len(self.label_list)):
             raise DataError(f"task {self.name!r}: label_names {list(self.label_names)} must name each of the "
-                             f"label_list {self.label_list}")
+                            f"label_list {self.label_list}")
         if not self.dev_sets or self.dev_sets[0][1] != "":
             raise DataError(f"task {self.name!r}: dev_sets must start with the main dev set, suffix \"\"")
 
@@ -276,7 +276,7 @@ def read_tsv(
                 found = None
             if found is not None:
                 raise DataError(f"{path}:1: the first line holds a label ({fields[label_col].strip()!r}) where the "
-                                 f"task's files have a header line; is the header missing?")
+                                f"task's files have a header line; is the header missing?")
             continue
         if not line.strip():
             continue
@@ -385,7 +385,7 @@ def match_labels(spec: TaskSpec, model: ModelLabels) -> TaskSpec:
             order = [lower.index(n.lower()) for n in names]  # model id -> the task's id
             return replace(spec, label_list=tuple(spec.label_list[j] for j in order), label_names=tuple(names))
     raise DataError(f"{source} has the labels {list(names)}, but task {spec.name!r} has {list(spec.id2label)}"
-                     + (f" (written {list(spec.label_list)} in its files)" if spec.label_names else ""))
+                    + (f" (written {list(spec.label_list)} in its files)" if spec.label_names else ""))
 
 
 def compute_metrics(task: str | TaskSpec, preds, labels) -> dict:
@@ -401,7 +401,7 @@ def compute_metrics(task: str | TaskSpec, preds, labels) -> dict:
         if preds.ndim == 2:
             if preds.shape[1] != 1:
                 raise DataError(f"task {spec.name!r} is a regression: expected predictions (N,) or (N, 1), "
-                                 f"got {preds.shape}")
+                                f"got {preds.shape}")
             preds = preds[:, 0]  # (N,)
         table = REGRESSION_METRICS
     else:
