@@ -4,8 +4,9 @@
     MINIBERT_DATA=../shared/data python notebooks/execute.py 04_tinybert.ipynb
 
 Runs each on the registered `python3` kernel with its working directory in notebooks/ (as
-Jupyter and tests/test_notebooks.py do), with MINIBERT_SOLUTIONS=1 so every exercise runs its
-reference solution (exercises.py), and stops at the first failing cell.
+Jupyter and tests/test_notebooks.py do), with MINIBERT_SOLUTIONS unset so every exercise shows
+the learner's stub ("your turn", exercises.py) rather than its answer, and stops at the first
+failing cell. tests/test_notebooks.py executes them again with the solutions.
 """
 import os
 import sys
@@ -21,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 def main(names) -> None:
     data = Path(os.environ.get("MINIBERT_DATA", "../shared/data"))
     os.environ["MINIBERT_DATA"] = str(data if data.is_absolute() else (Path.cwd() / data).resolve())
-    os.environ["MINIBERT_SOLUTIONS"] = "1"
+    os.environ.pop("MINIBERT_SOLUTIONS", None)
     for path in [HERE / n for n in names] or sorted(HERE.glob("*.ipynb")):
         t0 = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
