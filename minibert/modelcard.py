@@ -28,9 +28,8 @@ from pathlib import Path
 
 from . import checkpoint
 from . import data as D
-from .config import PRESETS
 from .runfolder import write_text_atomic
-from .specs import parse_student_spec
+from .specs import is_random_spec, parse_student_spec
 
 CARD_NAME = "README.md"
 MINILM = "MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2)"  # the bundled teacher, checkpoint.TEACHERS
@@ -39,7 +38,7 @@ GLUE_CONFIGS = {"cola": "cola", "sst-2": "sst2", "mrpc": "mrpc", "sts-b": "stsb"
                 "qnli": "qnli", "rte": "rte", "wnli": "wnli"}
 # our metric names -> the hub's metric ids (Hugging Face `evaluate`'s names)
 METRIC_IDS = {"acc": "accuracy", "f1": "f1", "mcc": "matthews_correlation", "pearson": "pearsonr",
-              "spearman": "spearmanr"}
+              "spearman": "spearmanr", "mse": "mse", "mae": "mae"}
 # keys of a results entry that are not dev metrics
 NOT_METRICS = {"step", "examples", "accuracy", "main_metric", "score", "params", "encoder_params", "latency_ms",
                "latency_ms_b32"}
@@ -113,15 +112,19 @@ def front_matter(name: str, task: str, metrics: dict[str, float], tags: list[str
 
 
 def markdown_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
-    """A Markdown table: one row per (name, results entry), dev metrics x 100, sizes, latency if measured."""
-    timed = all("latency_ms" in r for _, r in rows)
+    """A Markdown table: one row per (name, results entry), dev metrics x 100 (MSE and MAE as they are), sizes,
+    latency if measured."""
+    timed = all("latency_ms" in r for _, r in rows if "params" in r)  # a baseline row has no model to time
     head = ["model", *(f"dev {m}" for m in metrics), "parameters", "encoder parameters"]
+    shown = lambda m, v: f"{v:.4f}" if m in D.LOWER_IS_BETTER else f"{100 * v:.2f}"  # errors in the labels' unit
     head += ["latency b1 (ms)", "latency b32 (ms)"] if timed else []
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows:
-        cells = [name, *(f"{100 * r[m]:.2f}" if m in r else "—" for m in metrics),
-                 f"{r['params']:,}", f"{r['encoder_params']:,}"]
-        cells += [f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"] if timed else []
+        cells = [name, *(shown(m, r[m]) if m in r else "—" for m in metrics),
+                 f"{r['params']:,}" if "params" in r else "—",
+                 f"{r['encoder_params']:,}" if "encoder_params" in r else "—"]
+        cells += ([f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"] if "latency_ms" in r else ["—", "—"]) \
+            if timed else []
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -262,7 +265,7 @@ def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     spec = results["model"]
     origin = (MINILM if spec == "minilm-l6" else
               f"encoder layers {spec.split(':', 1)[1]} (0-based) of {MINILM}" if spec.startswith("teacher:") else
-              f"a randomly initialised `{spec}`" if spec in PRESETS else f"`{spec}`")
+              f"a randomly initialised `{spec}`" if is_random_spec(spec) else f"`{spec}`")
     cards = {}
     final = {k: v for k, v in results["final"].items() if k != "step"}
     main = args.metric_for_best  # finetune sets it to the task's main metric when not given
