@@ -65,6 +65,13 @@ def device_of(x: Any) -> str:
     return "cupy" if get_array_module(x) is not np else "numpy"
 
 
+def require(device: str) -> None:
+    """Stop at once, before any data is read, when `device` cannot run here (--device cupy without CuPy or a
+    GPU: a UsageError, one line, exit 2)."""
+    if check_device(device) == "cupy":
+        _cupy()
+
+
 def check_device(device: str) -> str:
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")

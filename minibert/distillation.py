@@ -49,6 +49,7 @@ Decisions (the reference code's choice in brackets):
 from __future__ import annotations
 
 import time
+from dataclasses import fields as _fields
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,13 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
 # ============================================================ stage 2: task distillation
 
 
+INTER_EPOCHS_DEFAULT = next(f.default for f in _fields(TaskDistillSettings) if f.name == "inter_epochs")
+
+
+def _stage_length(steps: int, epochs: float) -> str:
+    return f"{steps} steps" if steps else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+
+
 def task_distiller(student_config, teacher_config, s: TaskDistillSettings, seed: int) -> Distiller:
     """The Distiller of a task stage: s.method with its options (--alpha/--beta as the method's weights)."""
     weights = METHODS[s.method].weights(s.alpha, s.beta)
@@ -290,9 +298,13 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
         m.to(run.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
     modules = trained_modules(student, distiller)
-    if (s.inter_epochs > 0 or s.inter_steps > 0) and not distiller.active("intermediate"):
-        say(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used")
+    asked = s.inter_steps > 0 or s.inter_epochs != INTER_EPOCHS_DEFAULT  # the default is for methods that have it
+    if not distiller.active("intermediate"):
+        if asked:
+            say(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used")
     elif s.inter_epochs > 0 or s.inter_steps > 0:
+        say(f"== {s.method}: the intermediate-layer stage ({_stage_length(s.inter_steps, s.inter_epochs)}), then the "
+            f"prediction stage ({_stage_length(s.pred_steps, s.pred_epochs)})")
         args = s.stage_args(training, "intermediate")
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
                 distill_step(student, teacher, distiller, "intermediate"), None, save,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import checkpoint
 from . import data as D
+from .methods import METHODS
 from .runfolder import write_text_atomic
 from .specs import is_random_spec, parse_student_spec
 
@@ -214,9 +215,10 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     main = student["main_metric"]
     command = command_line("minibert.distillation.pipeline", settings)
     origin = f"`{distill.teacher}`" if distill.teacher else f"{MINILM} fine-tuned in the same run, `{teacher_folder}`"
-    inter = (_stage(distill.inter_steps, distill.inter_epochs) if distill.inter_steps or distill.inter_epochs
-             else None)
     method = getattr(distill, "method", "tinybert")  # its losses: distill-task --help, --method
+    has_inter = "intermediate" in METHODS[method].stages  # kd, distilbert, pkd have no intermediate stage
+    inter = (_stage(distill.inter_steps, distill.inter_epochs) if has_inter and (distill.inter_steps or
+                                                                                 distill.inter_epochs) else None)
     stages = ((f"the intermediate-layer stage for {inter} at learning rate {distill.inter_lr:g}, then " if inter
                else "") +
               f"the prediction stage (the teacher's logits as soft targets, temperature {distill.temperature:g}) for "

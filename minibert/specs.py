@@ -20,13 +20,12 @@ from .messages import say
 from .errors import DataError, UsageError
 from . import data as D
 from .checkpoint import TEACHERS, load_config, resolve_model_path
-from .config import PRESETS, BertConfig
+from .config import PRESETS, SHAPE_HELP, BertConfig
 from .model import BertForSequenceClassification, BertModel
 from .tokenizer import BertTokenizer
 
 DEFAULT_TEACHER = "minilm-l6"  # what "teacher:<layers>" copies from in finetune
 SHAPE = re.compile(r"([0-9]+)x([0-9]+)(?:x([0-9]+))?")  # LxH or LxHxA: layers x hidden size [x heads]
-SHAPE_HELP = "LxH or LxHxA (layers x hidden size [x attention heads], e.g. 3x256: a fresh random model)"
 HEAD_SIZE = 64  # BERT's per-head width: a shape without heads gets hidden/64 of them (the nearest that divides)
 
 

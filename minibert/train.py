@@ -37,6 +37,7 @@ from pathlib import Path
 from .messages import say
 from . import data as D
 from . import distributed
+from .backend import require as require_device
 from .explainer import explain_command
 from .finetune import evaluate_folder, finetune
 from .errors import UsageError, UserError
@@ -255,6 +256,7 @@ def main(argv=None) -> None:
             say("no command given: running the quick TinyBERT pipeline on SST-2 "
                 f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
             a = parse_args(QUICK_PIPELINE, parser)
+        require_device(getattr(a, "device", "numpy"))  # --device cupy without CuPy: one line, exit 2, before any work
         with distributed.abort_on_error(EXPECTED):  # under mpiexec: an error on one process ends all, naming it
             distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints
             a.func(a)

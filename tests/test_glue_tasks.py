@@ -100,10 +100,12 @@ def write_task(root: Path, folder: str, files: dict) -> Path:
 
 
 @pytest.fixture
-def glue_root(tmp_path, monkeypatch):
-    """A data root holding QQP, MNLI and QNLI fixtures, found as any data root is."""
+def glue_root(tmp_path, monkeypatch, data_dir):
+    """A data root holding QQP, MNLI and QNLI fixtures, found as any data root is, and BERT's vocabulary."""
     for folder, files in (("QQP", QQP), ("MNLI", MNLI), ("QNLI", QNLI)):
         write_task(tmp_path, folder, files)
+    (tmp_path / "bert-base-uncased").mkdir()
+    (tmp_path / "bert-base-uncased" / "vocab.txt").symlink_to(data_dir / "bert-base-uncased" / "vocab.txt")
     monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
     return tmp_path
 
