@@ -61,7 +61,7 @@ from . import data as D
 from .distill import Distiller
 from .distributed import world
 from .evaluation import evaluate, evaluate_mlm
-from .finetune import load_task_data, train_classifier
+from .finetune import LAST, class_report, load_task_data, regression_baseline, train_classifier
 from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from .pretrain import pretraining_data
 from .report import compare, describe, write_results
@@ -281,7 +281,8 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     training: how every stage optimises (each stage's own TrainArgs: `settings.stage_args`).
 
     Writes <output_dir>/intermediate/, prediction/ (checkpoints, metrics.jsonl, best/) and
-    student/ (the best dev checkpoint, which is the student handed over). fit_dense_from: a
+    student/ (the best dev checkpoint, which is the student handed over; student/last/: the student
+    at the end of training, as finetune's last/). fit_dense_from: a
     stage-1 student folder whose fit_dense to continue (see the module docstring).
     Returns {"best_dev", "history" (the prediction stage's), "folder", "model"}.
     """
@@ -319,8 +320,9 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     if cache is not None:
         say(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache")
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
-    if world().is_root:
+    if world().is_root:  # the folder convention: the best handed over, the last beside it in last/
         best.save_pretrained(out / "student", tokenizer=tokenizer)
+        student.save_pretrained(out / "student" / LAST, tokenizer=tokenizer)
     return {"best_dev": state.best_metric, "history": state.history, "folder": str(out / "student"), "model": best}
 
 
@@ -351,9 +353,9 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
     tok = tokenizer_for(settings.teacher or DEFAULT_TEACHER, settings.vocab)
     if settings.teacher:
         teacher = load_teacher(settings.teacher)  # its classes and their order come from its config.json
-        spec, train, dev = load_task_data(data, tok, model=model_labels(teacher, settings.teacher))
+        spec, train, dev = load_task_data(data, tok, model=model_labels(teacher, settings.teacher), seed=training.seed)
     else:
-        spec, train, dev = load_task_data(data, tok)
+        spec, train, dev = load_task_data(data, tok, seed=training.seed)
         teacher = finetune_teacher(spec, train, tok, settings, training, run)
     student = build_student(settings.student, spec.num_labels, tok, training.seed, teacher)
     say(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})")
@@ -367,5 +369,9 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
                "student_folder": res["folder"], "best_dev": res["best_dev"],
                "wall_s": round(time.perf_counter() - t0, 1)}
     results.update(compare(results["teacher"], results["student"]))
+    results["student"].update(class_report(res["model"], spec, dev[""]))  # per class, and the confusion matrix
+    baseline = regression_baseline(spec, train, dev)
+    if baseline:
+        results["baseline"] = baseline
     write_results(training.output_dir, results, (data, settings, training, run))  # with the model cards
     return world().broadcast(results)

@@ -145,6 +145,8 @@ def finetune(model: ModelSettings, data: TaskDataSettings, args: TrainArgs, run:
     summary = {"task": spec.name, "model": model.model, "steps": state.step,
                "wall_s": round(time.perf_counter() - t0, 1),
                "final": state.history[-1] if state.history else {}, "best": state.best_metric,
+               "best_eval": max((h for h in state.history if args.metric_for_best in h), default=None,
+                                key=lambda h: h[args.metric_for_best]),  # the first of the best, as the trainer keeps
                "stopped_early": state.stopped_early, "handed_over": "last"}
     if world().is_root:
         handed = hand_over_best(out, net, tok)
