@@ -352,8 +352,11 @@ class AugmentSettings:
 class PredictSettings:
     """Predictions of a fine-tuned or distilled classifier folder (the predict command; see inference.py)."""
 
-    texts: list[str] | None = setting(None, "texts to classify (or --input)", metavar="TEXT", positional=True)
-    model: str = setting("runs/quick/student", "the classifier's folder (config.json, model.safetensors, vocab.txt)")
+    texts: list[str] | None = setting(None, "texts to classify (or --input); blank or whitespace-only ones are skipped "
+                                            "and counted on the terminal, with their lines, and get no output row",
+                                      metavar="TEXT", positional=True)
+    model: str | None = setting(None, "required: the classifier's folder (config.json, model.safetensors, vocab.txt), "
+                                      "e.g. runs/quick/student or a finetune --output-dir")
     input: str | None = setting(None, "file of texts: .txt (one per line), or .csv/.tsv (with a header) or .jsonl "
                                       "holding --text-column", metavar="FILE")
     output: str | None = setting(None, "write the predictions here: .jsonl (text, label, score, scores by label) or "
@@ -363,6 +366,9 @@ class PredictSettings:
                                             "sentence, sentence1)")
     text_pair_column: str | None = setting(None, "the column holding each text's pair, for a pair task (default: "
                                                  "text_pair next to text, sentence2 next to sentence1, else none)")
+    keep_columns: list[str] | None = setting(None, "columns of --input to copy into each output row (an id, a gold "
+                                                   "label); one named like an output field (text, label, score, "
+                                                   "...) is written as input_<name>", metavar="COLUMN")
     batch_size: int = setting(32, "texts per forward pass (sorted by length first, so each batch pads little)")
     max_length: int = setting(0, "maximum tokens per text, [CLS] and [SEP] included; longer texts are cut and "
                                  "counted; 0: the model's max_position_embeddings (512 for BERT)")
