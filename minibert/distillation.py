@@ -205,7 +205,16 @@ def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer)
     return mlm
 
 
-SAMPLE_SENTENCES = ("it 's a charming and often affecting journey .", "the plot is nothing but boilerplate clichés .")
+SAMPLES = 2  # training sentences whose augmentations the augment command prints, to eyeball the candidates
+
+
+def sample_sentences(files: D.TaskFiles, n: int = SAMPLES) -> list[str]:
+    """The first `n` texts of the training file being augmented (its first text column)."""
+    if files.by_name(files.train):
+        table = D.read_table(files.train)
+        text, _, _ = D.resolve_columns(table, files.columns)
+        return [str(record[text]).strip() for _, record in table.rows[:n]]
+    return [e.text_a for e in D.read_examples(files.task, files.train)[:n]]
 
 
 def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSettings = CorpusSettings()) -> dict:
@@ -215,8 +224,9 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
     layout; your own data (--train-file, read by column names) becomes train_aug.jsonl with the
     same columns, read back by distill-task with the same column flags. Uses data.task,
     data.data, data.train_file, the column flags and data.max_train_examples. Returns {"file",
-    "rows", "samples"}: samples holds a few augmentations of two fixed sentences, to eyeball
-    the candidates.
+    "rows", "samples"}: samples holds a few augmentations of the file's first two sentences, to
+    eyeball the candidates. Your own data's copies are written as the sentences are (case and
+    spacing kept, Augmenter's keep_spelling); a GLUE file's as the reference writes them.
     """
     from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_table, augment_tsv  # GloVe: slow import
 
@@ -232,16 +242,18 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
     else:
         mlm = train_mlm_head(settings, corpus, tok)
     candidates = None if mlm is None else MLMCandidates(mlm, tok, k=settings.k)
+    own = files.by_name(files.train)
     augmenter = Augmenter(candidates, GloveNeighbours(), k=settings.k, p=settings.p, n_aug=settings.n_aug,
-                          seed=settings.seed)
+                          seed=settings.seed, keep_spelling=own)
     limit = data.max_train_examples or None
-    if files.by_name(files.train):
+    if own:
         out = Path(settings.output_dir) / "train_aug.jsonl"
         rows = augment_table(files.train, out, augmenter, columns, max_examples=limit, progress=settings.progress)
     else:
         out = Path(settings.output_dir) / "train_aug.tsv"
         rows = augment_tsv(files.task, files.train, out, augmenter, max_examples=limit, progress=settings.progress)
-    return {"file": str(out), "rows": rows, "samples": {s: augmenter.augment(s)[:4] for s in SAMPLE_SENTENCES}}
+    return {"file": str(out), "rows": rows,
+            "samples": {s: augmenter.augment(s)[:4] for s in sample_sentences(files)}}
 
 
 # ============================================================ stage 2: task distillation
