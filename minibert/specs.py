@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from .messages import say
-from .errors import DataError, UsageError
+from .errors import CheckpointError, DataError, UsageError
 from . import data as D
 from .checkpoint import TEACHERS, load_config, resolve_model_path
 from .config import PRESETS, SHAPE_HELP, BertConfig
@@ -78,14 +78,12 @@ def note_random(spec: str, what: str = "model") -> None:
 
 
 def resolve_spec_path(spec: str):
-    """resolve_model_path, its error listing every kind of spec (an unknown name is a usage error, exit 2)."""
-    from .errors import CheckpointError
-
+    """resolve_model_path for a --model or --student, its error listing every kind of spec they may be."""
     try:
         return resolve_model_path(spec)
     except CheckpointError as exc:
         if "neither a folder nor a known model name" in str(exc):
-            raise UsageError(f"{spec!r} is neither a folder nor a known model name; expected {known_specs()}") \
+            raise CheckpointError(f"{spec!r} is neither a folder nor a known model name; expected {known_specs()}") \
                 from None
         raise
 
@@ -157,7 +155,7 @@ def load_teacher(folder_or_name: str, num_labels: int | None = None) -> BertForS
     """A fine-tuned teacher, in eval mode so that its distillation targets are deterministic.
 
     num_labels None: as many outputs as the folder's config.json names (see model_labels)."""
-    teacher = BertForSequenceClassification.from_pretrained(resolve_spec_path(folder_or_name), num_labels=num_labels)
+    teacher = BertForSequenceClassification.from_pretrained(resolve_model_path(folder_or_name), num_labels=num_labels)
     return teacher.eval()
 
 
