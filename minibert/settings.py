@@ -352,8 +352,9 @@ class AugmentSettings:
 class PredictSettings:
     """Predictions of a fine-tuned or distilled classifier folder (the predict command; see inference.py)."""
 
-    texts: list[str] | None = setting(None, "texts to classify (or --input); blank or whitespace-only ones are skipped "
-                                            "and counted on the terminal, with their lines, and get no output row",
+    texts: list[str] | None = setting(None, "texts to label (or --input); a blank or whitespace-only text, here or in "
+                                            "--input, is skipped and counted on the terminal, with its line, and gets "
+                                            "no output row",
                                       metavar="TEXT", positional=True)
     model: str | None = setting(None, "required: the classifier's folder (config.json, model.safetensors, vocab.txt), "
                                       "e.g. runs/quick/student or a finetune --output-dir")

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, VocabSettings, "vocabulary")
 
     p = command("pretrain", cmd_pretrain, "pre-train a BERT with masked-LM + next-sentence prediction")
-    add_flags(p, ModelSettings, "model", model="tiny")
+    add_flags(p, ModelSettings, "model", only=("model", "vocab"), model="tiny")
     add_flags(p, CorpusSettings, "corpus", dupe_factor=2)
     add_flags(p, MaskingSettings, "masking")
     add_flags(p, TrainArgs, "training", output_dir="runs/pretrain", lr=1e-3, batch_size=32, max_steps=1000,
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", cmd_evaluate, "evaluate a fine-tuned or distilled folder on a dev set: a GLUE "
                 "task's or your own file (--dev-file); per-class precision/recall/F1 and the confusion matrix, or a "
                 "regression's errors and the predict-the-mean baseline")
-    add_flags(p, ModelSettings, "model", model="runs/finetune")
+    add_flags(p, ModelSettings, "model", only=("model", "vocab"), model="runs/finetune")
     add_flags(p, TaskDataSettings, "task data")
 
     p = command("predict", cmd_predict, "label (or score, for a regression) texts, arguments or --input FILE, "
