@@ -1,7 +1,7 @@
 """Plot a run's metrics.jsonl: training losses per logged step, and evaluation metrics.
 
     python bench/plot_metrics.py runs/pretrain-tiny --out docs/pretrain-tiny.png
-    python bench/plot_metrics.py runs/quick --out quick.png   # a pipeline: quick-teacher.png, quick-prediction.png, ...
+    python bench/plot_metrics.py runs/quick --out runs/quick.png   # a pipeline: runs/quick-intermediate.png, ...
 
 Any run folder works: one that holds metrics.jsonl (pretrain, finetune, distill-general, a
 stage's folder) gives one figure; a task-distillation run (pipeline, distill-task), whose
