@@ -210,7 +210,7 @@ def read_task(files: TaskFiles, *, task_type: str = "auto", model: ModelLabels |
         if model is not None:
             spec = match_labels(spec, model)
     # an unknown label's message says where the classes came from
-    classes_from = (f" (the labels of {model.source}; finetune --new-head starts a new classifier for other labels)"
+    classes_from = (f" (the labels of {model.source}); finetune --new-head starts a new classifier for other labels"
                     if model is not None and not model.generic else
                     f" (the classes of {first[0]})" if first is not None else "")
 
