@@ -164,7 +164,7 @@ def test_mnli_is_scored_on_matched_and_mismatched_dev_sets(glue_root, tok):
     assert json.loads((out / "config.json").read_text())["id2label"] == {
         "0": "contradiction", "1": "entailment", "2": "neutral"}
     assert set(evaluate_folder(ModelSettings(str(out)), TaskDataSettings("mnli"))) == {
-        "task", "model", "examples", "examples_mm", "acc", "acc_mm"}
+        "task", "model", "examples", "examples_mm", "acc", "acc_mm", "per_class", "confusion_matrix"}
 
 
 def test_a_model_s_own_label_order_is_respected(glue_root, tok):
