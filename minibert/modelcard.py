@@ -254,9 +254,11 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     has_inter = "intermediate" in METHODS[method].stages  # kd, distilbert, pkd have no intermediate stage
     inter = (_stage(distill.inter_steps, distill.inter_epochs) if has_inter and (distill.inter_steps or
                                                                                  distill.inter_epochs) else None)
+    targets = ("the teacher's score as the target, mean squared error" if regression else
+               f"the teacher's logits as soft targets, temperature {distill.temperature:g}")
     stages = ((f"the intermediate-layer stage for {inter} at learning rate {distill.inter_lr:g}, then " if inter
                else "") +
-              f"the prediction stage (the teacher's logits as soft targets, temperature {distill.temperature:g}) for "
+              f"the prediction stage ({targets}) for "
               f"{_stage(distill.pred_steps, distill.pred_epochs)} at peak learning rate {distill.pred_lr:g}; batch "
               f"{training.batch_size}, seed {training.seed}, layer mapping {distill.mapping}. The student handed over "
               f"is the best of the dev evaluations (every {training.eval_steps} steps).")

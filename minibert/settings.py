@@ -232,7 +232,8 @@ class GeneralDistillSettings:
     """TinyBERT stage 1: which teacher and student (optimisation is TrainArgs, the text CorpusSettings)."""
 
     teacher: str = setting("minilm-l6", "pre-trained teacher: minilm-l6 or a folder")
-    student: str = setting("tinybert-3", "a preset (random init), teacher:0,2,4 (copied layers) or a folder")
+    student: str = setting("tinybert-3", "a preset or a shape such as 3x256 (random init), teacher:0,2,4 (copied "
+                                         "layers) or a folder")
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
     mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
                            choices=MAPPING_STRATEGIES)

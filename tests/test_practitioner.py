@@ -380,3 +380,26 @@ def test_prepare_glue_uses_the_library_and_roots_stay_in_the_repository(monkeypa
     assert hashlib.sha256(b"").hexdigest() == D.download.sha256_hex(b"")
     help_text = TaskDataSettings.__dataclass_fields__["data"].metadata["help"]
     assert "shared" not in help_text and "~/.cache/minibert/data" in help_text
+
+
+def test_a_regression_pipeline_with_a_shaped_student(tmp_path, tok, capsys):
+    """distill-task on your own scores: a 1x32x4 student (tinybert compares heads: the teacher's 4), the teacher's score as target, the baseline in
+    results.json and in the card, the best in student/ and the last in student/last/."""
+    from minibert.config import BertConfig
+    from minibert.distillation import pipeline
+
+    rows = [("bad", 1.0), ("poor", 2.0), ("fine", 3.5), ("good", 4.0)] * 4
+    train = write(tmp_path / "train.jsonl", "".join(json.dumps({"text": t, "label": s}) + "\n" for t, s in rows))
+    teacher = BertForSequenceClassification(BertConfig.from_preset("tiny", vocab_size=len(tok)), num_labels=1)
+    teacher.config.set_labels(None)
+    teacher.save_pretrained(tmp_path / "teacher", tokenizer=tok)
+    results = pipeline(TaskDataSettings(train_file=str(train), dev_file=str(train)),
+                       TaskDistillSettings(teacher=str(tmp_path / "teacher"), student="1x32x4", pred_steps=2),
+                       TrainArgs(eval_steps=1, batch_size=8, progress=False, output_dir=str(tmp_path / "d")))
+    assert results["baseline"]["mean"] == pytest.approx(2.625) and {"mse", "mae"} <= set(results["student"])
+    assert (tmp_path / "d" / "student" / "last" / "model.safetensors").is_file()
+    card = (tmp_path / "d" / "student" / "README.md").read_text()
+    assert "regression model" in card and "the teacher's score as the target" in card
+    assert "| predicting the training labels' mean (2.625) |" in card
+    err = capsys.readouterr().err
+    assert "tinybert: the intermediate-layer stage (1 epoch), then the prediction stage (2 steps)" in err
