@@ -205,8 +205,11 @@ def evaluate_folder(model: ModelSettings, data: TaskDataSettings) -> dict:
     """
     tok = tokenizer_for(model.model, model.vocab)
     net = BertForSequenceClassification.from_pretrained(resolve_model_path(model.model))
-    splits = ("train", "dev") if data.train_file or (data.task and not data.dev_file) else ("dev",)
-    spec, train, dev = load_task_data(data, tok, model=model_labels(net, model.model), splits=splits)
+    labels = model_labels(net, model.model)
+    # a regression's baseline is the training labels' mean: read the training file when there is one
+    regression_with_train = labels.names is None and (data.train_file or (data.task and not data.dev_file))
+    spec, train, dev = load_task_data(data, tok, model=labels,
+                                      splits=("train", "dev") if regression_with_train else ("dev",))
     sizes = {f"examples{suffix}": len(examples) for suffix, examples in dev.items()}
     out = {"task": spec.name, "model": model.model, **sizes, **evaluate(net, spec, dev), **class_report(net, spec, dev[""])}
     baseline = regression_baseline(spec, train, dev)

@@ -316,7 +316,7 @@ def load_task_sets(task: str | TaskSpec | None, tokenizer, *, data_dir=None, tra
     (find_data).
     """
     files = task_files(task, data_dir=data_dir, train_file=train_file, dev_file=dev_file, columns=columns,
-                       offline=offline, need_dev=not validation_split)
+                       offline=offline, need_dev=not (validation_split and "train" in splits))
     spec, train, dev = read_task(files, task_type=task_type, model=model, splits=splits, labels=labels,
                                  drop_unknown_dev_labels=drop_unknown_dev_labels, validation_split=validation_split,
                                  seed=seed)
