@@ -13,7 +13,6 @@ checkpoint folders is `checkpoint.py`'s (via `Model.from_pretrained`). Nothing h
 """
 from __future__ import annotations
 
-
 import re
 
 from .messages import say
