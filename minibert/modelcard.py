@@ -137,7 +137,7 @@ def example_input(data, pair: bool) -> tuple[str, str]:
     try:
         columns = D.Columns(data.text_column, data.text_pair_column, data.label_column)
         files = D.task_files(data.task, data_dir=data.data, train_file=data.train_file, dev_file=data.dev_file,
-                             columns=columns, offline=True, need_dev=bool(data.dev_file or data.task))
+                             columns=columns, offline=True, need_dev=not data.validation_split)
         path = files.dev[0][0] if files.dev else files.train
         table = D.read_table(path) if files.by_name(path) else None
         if table is not None:
