@@ -26,7 +26,7 @@ from minibert.errors import CheckpointError, UsageError
 from minibert.finetune import evaluate_folder, finetune
 from minibert.model import BertForSequenceClassification
 from minibert.settings import ModelSettings, TaskDataSettings, TaskDistillSettings, TrainArgs
-from minibert.specs import build_student, default_heads, shape_config, student_encoder, tokenizer_for
+from minibert.specs import build_model, build_student, default_heads, shape_config, student_encoder, tokenizer_for
 from minibert.train import QUICK_PIPELINE, build_parser, main, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +73,9 @@ def test_a_shape_builds_a_random_model_of_that_shape(tok, capsys):
     assert "randomly initialised" not in capsys.readouterr().err  # a shape says so itself
     build_student("tiny", 2, tok, seed=0)
     assert "note: student 'tiny' is a randomly initialised 2 x 64 BERT" in capsys.readouterr().err
+    build_model(BertForSequenceClassification, "tiny-3", tok, seed=0, num_labels=2)  # as --model bert-base would
+    assert "note: model 'tiny-3' is a randomly initialised 3 x 48 BERT (a preset's shape, no pre-trained weights)" in \
+        capsys.readouterr().err
 
 
 def test_an_unknown_model_lists_what_a_model_may_be(tmp_path, capsys):
@@ -304,6 +307,9 @@ def test_defaults_help_and_the_quick_job_agree():
     assert "docs/study.md" in helps["method"] and "+2.75" in helps["method"] and "docs/results.md" in helps["method"]
     assert "(default: tinybert)" in helps["method"] and "(default: 1.0)" in helps["inter_epochs"]
     assert "(default: teacher:0,5)" in helps["student"]
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ("finetune", "evaluate", "augment", "distill-task", "pipeline"):  # not for GLUE tasks alone
+        assert "your own" in " ".join(commands[name].description.split()), name
     readme = (REPO / "README.md").read_text()
     assert "--student teacher:0,2,4`)" not in readme and "skip" not in readme.split("## Distillation in one screen")[1][
         :1500]
