@@ -226,7 +226,8 @@ class Trainer:
         t0, tokens0 = time.perf_counter(), st.tokens
         last_good = ckpt.latest_checkpoint(self.out)
         interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
-        while st.step < self.total_steps:
+        self.stopped_early = self._patience_exhausted()  # a resumed run that had already stopped early stays stopped
+        while st.step < self.total_steps and not self.stopped_early:
             zero_grads(self.grads)
             losses = {}  # this step's losses, mean over its micro-batches: 0-d float64 arrays, on the device
             for _ in range(a.grad_accum):
@@ -266,13 +267,17 @@ class Trainer:
                 self._log(log_path, bar, losses, lr, epoch, (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9))
             if evaluate:
                 self._evaluate_on_root(log_path)
+                self.stopped_early = w.broadcast(self._patience_exhausted())
+                if self.stopped_early:
+                    say(f"early stopping at step {st.step}: {a.early_stopping_patience} evaluations without a better "
+                        f"{a.metric_for_best} (best {st.best_metric:.4f}; --early-stopping-patience)")
             if save or interrupted:
                 last_good = self._save(last_good)
             if interrupted:
                 bar.close()
                 raise Interrupted(stop.signum, st.step, last_good)
         bar.close()
-        if self.eval_fn:
+        if self.eval_fn and not self.stopped_early:  # an early stop has just evaluated this step
             self._evaluate_on_root(log_path)
         self._save(last_good)
         if self.save_fn and w.is_root:
@@ -280,6 +285,15 @@ class Trainer:
         if w.size > 1:  # every process returns rank 0's evaluations, once its files are written
             st.history, st.best_metric = w.broadcast((st.history, st.best_metric))
         return st
+
+    def _patience_exhausted(self) -> bool:
+        """True when the last `early_stopping_patience` evaluations (of the history, which a checkpoint keeps:
+        a resume decides alike) did not beat the best before them on metric_for_best."""
+        patience, key = self.args.early_stopping_patience, self.args.metric_for_best
+        scores = [h[key] for h in self.state.history if key in h]
+        if not patience or not key or len(scores) <= patience:
+            return False
+        return max(scores[-patience:]) <= max(scores[:-patience])
 
     def _log(self, log_path: Path, bar, losses: dict, lr: float, epoch: int, rate: float) -> None:
         """A metrics.jsonl line and the bar's numbers: this step's losses (summed over the processes), lr, tokens."""
