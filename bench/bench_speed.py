@@ -14,7 +14,8 @@ model with `save_pretrained` and transformers loads that folder, eager attention
                                           masked positions only (same work; the target row)
                           transformers    BertForMaskedLM as is: full-vocabulary logits at all
                                           B*T positions (what users run; for information)
-  infer   one forward pass, eval mode on both sides, torch under `torch.inference_mode()`,
+  infer   one forward pass, eval mode on both sides, torch under `torch.inference_mode()` and
+          minibert under `minibert.no_grad()` (its inference path, minibert/fast_inference.py),
           sequence 128, batch 1 and batch 32, for TinyBERT-4 and the MiniLM-L6 teacher
           (both as BertForSequenceClassification with 2 labels).
   memory  peak resident memory of a training step: one fresh subprocess per (library, case),
@@ -410,8 +411,9 @@ def bench_infer(args, device: Device, cases: list[str]) -> list[Row]:
             x_ours = {k: device.minibert(v) for k, v in x.items()}
             x_torch = {k: device.torch(v) for k, v in x.items()}
 
-            def run_ours():
-                return ours(x_ours["input_ids"], x_ours["token_type_ids"], x_ours["attention_mask"]).logits
+            def run_ours():  # no_grad: minibert's inference path (minibert/fast_inference.py) on NumPy
+                with minibert.no_grad():
+                    return ours(x_ours["input_ids"], x_ours["token_type_ids"], x_ours["attention_mask"]).logits
 
             def run_torch():
                 with torch.inference_mode():
