@@ -43,6 +43,7 @@ Usage
     python bench/bench_speed.py --what all --markdown            # the README tables (slow)
     python bench/bench_speed.py --what train --repeats 10 --json train.json
     python bench/bench_speed.py --what infer --case infer-minilm-b32
+    MINIBERT_NUM_THREADS=1 python bench/bench_speed.py --what infer --torch-threads 1 --clock cpu  # a busy machine
     python bench/bench_speed.py --what train --device cupy       # minibert on CuPy vs torch CUDA
     OPENBLAS_NUM_THREADS=1 python bench/bench_speed.py --quick --what all   # smoke test only
 
@@ -59,6 +60,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -368,7 +370,7 @@ def bench_train(args, device: Device, cases: list[str]) -> list[Row]:
             contestants.update({name: step for name, (_, step) in torch_models.items()})
             print(f"# {case}: B={B} T={T}, {args.warmup} warm-up + {args.train_repeats} repeats each; {note}",
                   flush=True)
-            times = time_alternating(contestants, args.train_repeats, args.warmup, device.sync)
+            times = time_alternating(contestants, args.train_repeats, args.warmup, device.sync, CLOCKS[args.clock])
             for row in rows_for("train", case, times, targets, note):
                 print_row(row)
                 rows.append(row)
@@ -424,7 +426,7 @@ def bench_infer(args, device: Device, cases: list[str]) -> list[Row]:
             print(f"# {case}: B={batch} T={args.seq}, {args.warmup} warm-up + {args.infer_repeats} "
                   f"repeats each; {note}", flush=True)
             times = time_alternating({"minibert": run_ours, "transformers": run_torch},
-                                     args.infer_repeats, args.warmup, device.sync)
+                                     args.infer_repeats, args.warmup, device.sync, CLOCKS[args.clock])
             for row in rows_for("infer", case, times, {"transformers": TARGETS["infer"]}, note):
                 print_row(row)
                 rows.append(row)
@@ -653,6 +655,7 @@ def markdown(rows: list[Row], info: dict, args) -> str:
 # ============================================================================== main
 
 TRAIN_CASES = ["train-cls", "train-mlm"]
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # see harness.time_alternating
 INFER_CASES = ["infer-tinybert4-b1", "infer-tinybert4-b32", "infer-minilm-b1", "infer-minilm-b32"]
 MEMORY_CASES = ["train-cls", "train-mlm", "infer-tinybert4-b32", "infer-minilm-b32"]
 
@@ -675,6 +678,9 @@ def parse_args(argv=None):
     p.add_argument("--seq", type=int, default=None, help="sequence length, default 128")
     p.add_argument("--memory-steps", type=int, default=None, help="training steps (inference forwards) per memory subprocess, default 3")
     p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall (default), or cpu: CPU seconds of the process, for single-threaded runs on a loaded "
+                        "machine (MINIBERT_NUM_THREADS=1 --torch-threads 1)")
     p.add_argument("--json", type=Path, default=None, help="write machine, settings and every timing here")
     p.add_argument("--markdown", action="store_true", help="print the README tables at the end")
     p.add_argument("--_memory-child", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
