@@ -16,9 +16,9 @@ What it does differently, and why (see `python bench/profile_step.py --what infe
 1. Nothing kept for a backward: no caches, no dropout masks, no (B, NH, T, T) score or
    probability tensors, no per-head q/k/v copies. The scores of a few heads at a time live in
    one per-thread buffer that stays in cache; the peak is a few (B*T, 3H) arrays.
-2. In place, in cache-sized row blocks: bias, residual, LayerNorm and GELU run on the block
-   a matmul has just written, while it is still in cache; the FFN's (rows, I) block is never
-   a whole (B*T, I) array.
+2. In place, on the rows a matmul has just written: bias, residual, LayerNorm and GELU (in
+   cache-sized sub-blocks, its ~20 passes read cache, not memory); the FFN's (rows, I) block
+   of at most MATMUL_ROWS rows is never a whole (B*T, I) array.
 3. Attention without head copies: q, k and v are strided views of the (B*T, 3H) projection
    (BLAS reads them with a leading dimension of 3H); P V is written straight into the
    context's columns of its head; 1/sqrt(HS) scales q (B*T x H numbers) instead of the scores
@@ -46,9 +46,10 @@ from .threads import BLOCK_BYTES, for_shares
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 MASK_VALUE = -10000.0  # as model.MASK_VALUE (not imported: model.py imports this module)
-# Rows per matmul call: a block's input and output stay in cache (256 rows of (H, 3H) ran the
-# Q/K/V projection ~1.5x faster than 2048-row calls, OpenBLAS single-threaded, H = 312).
-MATMUL_ROWS = 256
+# Rows per matmul call, at most. OpenBLAS (one thread, CPU time) ran (4096, 312) x (312, 1200)
+# at ~100 GFLOP/s in one call, ~98 in 1024-row calls, ~89 in 256-row and ~73 in 64-row ones:
+# big calls, then the element-wise work on each call's output in cache-sized sub-blocks.
+MATMUL_ROWS = 1024
 
 
 def bert_forward(model, input_ids, token_type_ids, attention_mask):
@@ -94,16 +95,21 @@ def _layernorm_(x, gamma, beta, eps) -> None:
     x += beta
 
 
-def _gelu_(h, scratch) -> None:
-    """h (n, I) <- GELU(h) = h Phi(h), in place; Phi as fast.gelu_forward computes it."""
-    if h.dtype == np.float32:
-        _normal_cdf_f32(h, scratch)
-    else:
-        np.multiply(h, _SQRT_HALF, out=scratch)
-        erf(scratch, out=scratch)
-        scratch += 1.0
-        scratch *= 0.5
-    h *= scratch
+def _gelu_(h) -> None:
+    """h (n, I) <- GELU(h) = h Phi(h), in place, a cache-sized block of rows at a time; Phi as
+    fast.gelu_forward computes it (its ~20 passes then read the block from cache)."""
+    rows = max(1, BLOCK_BYTES // h[0].nbytes)
+    cdf = np.empty((min(rows, len(h)), h.shape[1]), h.dtype)
+    for lo in range(0, len(h), rows):
+        x, c = h[lo:lo + rows], cdf[:len(h[lo:lo + rows])]
+        if h.dtype == np.float32:
+            _normal_cdf_f32(x, c)
+        else:
+            np.multiply(x, _SQRT_HALF, out=c)
+            erf(c, out=c)
+            c += 1.0
+            c *= 0.5
+        x *= c
 
 
 def _embeddings(emb, input_ids, token_type_ids):
@@ -170,7 +176,6 @@ def _layer(layer, x, mask_add, B: int, T: int) -> None:
     Wo, bo = layer.attn_out.params["weight"], layer.attn_out.params["bias"]
     W1, b1 = layer.ffn_in.params["weight"], layer.ffn_in.params["bias"]
     W2, b2 = layer.ffn_out.params["weight"], layer.ffn_out.params["bias"]
-    I = W1.shape[0]
     gelu = layer.hidden_act == "gelu"
     act_forward = None if gelu else K.activation(layer.hidden_act)[0]
 
@@ -182,7 +187,7 @@ def _layer(layer, x, mask_add, B: int, T: int) -> None:
         h = x1 @ W1.T  # (n, I), in cache
         h += b1
         if gelu:
-            _gelu_(h, np.empty_like(h))
+            _gelu_(h)
         else:
             h = act_forward(h)[0]
         out = x[lo:hi]  # the residual x is read: its rows now take x2
@@ -191,4 +196,4 @@ def _layer(layer, x, mask_add, B: int, T: int) -> None:
         out += x1
         _layernorm_(out, ln2.params["weight"], ln2.params["bias"], ln2.eps)
 
-    _row_shares(rest, N, max(16, BLOCK_BYTES // (I * x.itemsize)))
+    _row_shares(rest, N, MATMUL_ROWS)

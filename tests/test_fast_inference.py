@@ -22,7 +22,7 @@ from conftest import random_batch, small_config
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(fast_inference, "BLOCK_BYTES", 64)  # one head's scores a block
+    monkeypatch.setattr(fast_inference, "BLOCK_BYTES", 64)  # one head's scores, one GELU row a block
     monkeypatch.setattr(fast_inference, "MATMUL_ROWS", 4)
     monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
     monkeypatch.setattr(threads, "ENABLED", True)
