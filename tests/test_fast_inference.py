@@ -24,6 +24,7 @@ from conftest import random_batch, small_config
 def small_blocks(monkeypatch):
     monkeypatch.setattr(fast_inference, "BLOCK_BYTES", 64)  # one head's scores, one GELU row a block
     monkeypatch.setattr(fast_inference, "MATMUL_ROWS", 4)
+    monkeypatch.setattr(fast_inference, "SMALL_ROWS", 2)  # a share's last rows take (W x^T)^T, the others x W^T
     monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
     monkeypatch.setattr(threads, "ENABLED", True)
 
