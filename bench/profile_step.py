@@ -96,7 +96,7 @@ MINIBERT_GROUPS = [
     (r"^optim\.", OPTIMIZER),
     # the inference path (fast_inference.py): the self time of its per-block closures is their
     # matmuls plus the bias/residual adds (project, rest) or the scores, softmax and P V (attend)
-    (r"^fast_inference\._layer\.(project|rest)$", LINEAR),
+    (r"^fast_inference\.(_linear|_layer\.project|_layer\.rest)$", LINEAR),
     (r"^fast_inference\._layer\.attend$", ATTENTION),
     (r"^fast_inference\._gelu_$", GELU),
     (r"^fast_inference\._layernorm_$", LAYERNORM),
