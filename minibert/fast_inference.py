@@ -129,10 +129,12 @@ def _embeddings(emb, input_ids, token_type_ids):
     """LayerNorm(word[ids] + position[0..T-1] + token_type[segments]) as (B*T, H), a new array."""
     B, T = input_ids.shape
     x = emb.word.forward(input_ids)  # (B, T, H): checks the ids' range, then gathers
-    emb.word._cache = None
     x += emb.position.params["weight"][:T]  # (T, H) broadcast over the batch
-    types = emb.token_type.params["weight"]
-    x += types[0] if not token_type_ids.any() else types[token_type_ids]  # one segment: a broadcast row
+    if token_type_ids.any():
+        x += emb.token_type.forward(token_type_ids)  # (B, T, H), its ids checked as the word ids
+    else:
+        x += emb.token_type.params["weight"][0]  # one segment: one row, broadcast
+    emb.word._cache = emb.token_type._cache = None
     x = x.reshape(B * T, -1)  # (B*T, H)
     norm = emb.norm
     _row_shares(lambda lo, hi: _layernorm_(x[lo:hi], norm.params["weight"], norm.params["bias"], norm.eps),

@@ -101,6 +101,15 @@ def test_batch_of_one_and_unpadded_rows(path_calls):
     assert len(path_calls) == 3
 
 
+def test_bad_ids_are_refused_as_the_reference_refuses_them(path_calls):
+    model = BertForSequenceClassification(small_config(), num_labels=2, seed=0).eval()
+    ids, types, mask = random_batch(np.random.default_rng(0), 2, 5, pad=True)
+    for bad_ids, bad_types in ((ids + 100, types), (ids, np.full_like(types, -1)), (ids, types + 2)):
+        with no_grad(), pytest.raises(ValueError, match="out of range"):
+            model(bad_ids, bad_types, mask)
+    assert len(path_calls) == 3
+
+
 def test_chosen_only_in_eval_mode_under_no_grad_with_the_fast_kernels(path_calls, restore_kernels):
     model = BertForSequenceClassification(small_config(), num_labels=2, seed=0)
     ids, types, mask = random_batch(np.random.default_rng(0), 2, 5, pad=True)
