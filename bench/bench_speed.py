@@ -14,11 +14,13 @@ model with `save_pretrained` and transformers loads that folder, eager attention
                                           masked positions only (same work; the target row)
                           transformers    BertForMaskedLM as is: full-vocabulary logits at all
                                           B*T positions (what users run; for information)
-  infer   one forward pass, eval mode on both sides, torch under `torch.inference_mode()`,
+  infer   one forward pass, eval mode on both sides, torch under `torch.inference_mode()` and
+          minibert under `minibert.no_grad()` (its inference path, minibert/fast_inference.py),
           sequence 128, batch 1 and batch 32, for TinyBERT-4 and the MiniLM-L6 teacher
           (both as BertForSequenceClassification with 2 labels).
-  memory  peak resident memory of a training step: one fresh subprocess per (library, case),
-          so that peaks never mix (see `memory_child`).
+  memory  peak resident memory of a training step, and of batch-32 inference (TinyBERT-4,
+          MiniLM-L6): one fresh subprocess per (library, case), so that peaks never mix (see
+          `memory_child` and `infer_memory_child`: VmHWM over the calls minus the RSS before them).
 
 Methodology
   * Both libraries run in the same process on the same inputs. After a warm-up of each
@@ -41,6 +43,7 @@ Usage
     python bench/bench_speed.py --what all --markdown            # the README tables (slow)
     python bench/bench_speed.py --what train --repeats 10 --json train.json
     python bench/bench_speed.py --what infer --case infer-minilm-b32
+    MINIBERT_NUM_THREADS=1 python bench/bench_speed.py --what infer --torch-threads 1 --clock cpu  # a busy machine
     python bench/bench_speed.py --what train --device cupy       # minibert on CuPy vs torch CUDA
     OPENBLAS_NUM_THREADS=1 python bench/bench_speed.py --quick --what all   # smoke test only
 
@@ -57,6 +60,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -366,7 +370,7 @@ def bench_train(args, device: Device, cases: list[str]) -> list[Row]:
             contestants.update({name: step for name, (_, step) in torch_models.items()})
             print(f"# {case}: B={B} T={T}, {args.warmup} warm-up + {args.train_repeats} repeats each; {note}",
                   flush=True)
-            times = time_alternating(contestants, args.train_repeats, args.warmup, device.sync)
+            times = time_alternating(contestants, args.train_repeats, args.warmup, device.sync, CLOCKS[args.clock])
             for row in rows_for("train", case, times, targets, note):
                 print_row(row)
                 rows.append(row)
@@ -410,8 +414,9 @@ def bench_infer(args, device: Device, cases: list[str]) -> list[Row]:
             x_ours = {k: device.minibert(v) for k, v in x.items()}
             x_torch = {k: device.torch(v) for k, v in x.items()}
 
-            def run_ours():
-                return ours(x_ours["input_ids"], x_ours["token_type_ids"], x_ours["attention_mask"]).logits
+            def run_ours():  # no_grad: minibert's inference path (minibert/fast_inference.py) on NumPy
+                with minibert.no_grad():
+                    return ours(x_ours["input_ids"], x_ours["token_type_ids"], x_ours["attention_mask"]).logits
 
             def run_torch():
                 with torch.inference_mode():
@@ -421,7 +426,7 @@ def bench_infer(args, device: Device, cases: list[str]) -> list[Row]:
             print(f"# {case}: B={batch} T={args.seq}, {args.warmup} warm-up + {args.infer_repeats} "
                   f"repeats each; {note}", flush=True)
             times = time_alternating({"minibert": run_ours, "transformers": run_torch},
-                                     args.infer_repeats, args.warmup, device.sync)
+                                     args.infer_repeats, args.warmup, device.sync, CLOCKS[args.clock])
             for row in rows_for("infer", case, times, {"transformers": TARGETS["infer"]}, note):
                 print_row(row)
                 rows.append(row)
@@ -500,38 +505,104 @@ def memory_child(library: str, case: str, batch: int, seq: int, steps: int) -> d
             "peak_kib": peak, "delta_kib": peak - baseline, "exact_peak": exact_peak, "steps": steps}
 
 
+def infer_memory_child(library: str, folder: str, batch: int, seq: int, calls: int) -> dict:
+    """Runs in its own process: peak RSS of `calls` inference forwards, printed as one JSON line.
+
+    Both libraries load the same folder (a 2-label classifier saved by the parent), then make
+    the inputs; the baseline is the RSS after that, so delta = peak - baseline is what the
+    forwards cost beyond the weights (activations, workspaces, allocator growth), the first
+    call's one-off costs included on both sides. minibert runs under `no_grad` (its inference
+    path), torch under `inference_mode`, both in eval mode.
+    """
+    x = make_inputs(batch, seq, "infer")
+    if library == "minibert":
+        import minibert
+
+        importlib.import_module("scipy.special")  # the GELU's erf, imported lazily: a library cost
+        model = minibert.BertForSequenceClassification.from_pretrained(folder)
+        context = minibert.no_grad
+    else:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "2")))
+        model = hf_quiet().AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+        x = {k: torch.from_numpy(v) for k, v in x.items()}
+        context = torch.inference_mode
+    baseline = rss_status()["VmRSS"]
+    exact_peak = reset_peak()
+    for _ in range(calls):
+        with context():
+            model(input_ids=x["input_ids"], token_type_ids=x["token_type_ids"], attention_mask=x["attention_mask"])
+    status = rss_status()
+    peak = status["VmHWM"] if exact_peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"library": library, "baseline_kib": baseline, "peak_kib": peak, "delta_kib": peak - baseline,
+            "exact_peak": exact_peak, "calls": calls}
+
+
+def infer_memory_folder(case: str, root: Path) -> Path | None:
+    """The 2-label classifier of an inference memory case, saved by minibert (None: no MiniLM installed)."""
+    import minibert
+    from minibert import checkpoint
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "classifier initialised randomly" on the teacher
+        if "tinybert4" in case:
+            model = minibert.BertForSequenceClassification(minibert_config(), num_labels=2, seed=0)
+        else:
+            try:
+                path = checkpoint.teacher_path("minilm-l6")
+            except checkpoint.TeacherNotInstalledError:
+                return None
+            model = minibert.BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    return model.save_pretrained(root / case)
+
+
 def bench_memory(args, device: Device, cases: list[str]) -> list[Row]:
     if device.name != "numpy":
         print("# memory: skipped (it measures host RSS; run it without --device cupy)", flush=True)
         return []
     rows = []
+    scratch = tempfile.TemporaryDirectory(prefix="minibert-bench-")
     for case in cases:
+        infer = case.startswith("infer-")
         plan = {"train-cls": {"transformers": TARGETS["memory"]},
-                "train-mlm": {"torch-gathered": TARGETS["memory"], "transformers": None}}[case]
+                "train-mlm": {"torch-gathered": TARGETS["memory"], "transformers": None}}.get(
+                    case, {"transformers": TARGETS["memory"]})
+        folder = infer_memory_folder(case, Path(scratch.name)) if infer else None
+        if infer and folder is None:
+            print(f"# memory {case}: skipped (the MiniLM-L6 teacher is not installed)", flush=True)
+            continue
+        batch = args.infer_batches[1] if infer else args.train_batch
         results = {}
         for library in ["minibert", *plan]:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", library, case,
-                   "--train-batch", str(args.train_batch), "--seq", str(args.seq),
-                   "--memory-steps", str(args.memory_steps)]
+            if infer:
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--_infer-memory-child", library, str(folder),
+                       "--infer-batches", f"1,{batch}", "--seq", str(args.seq), "--memory-steps", str(args.memory_steps)]
+            else:
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", library, case,
+                       "--train-batch", str(args.train_batch), "--seq", str(args.seq),
+                       "--memory-steps", str(args.memory_steps)]
             env = {**os.environ, "BENCH_TORCH_THREADS": str(args.torch_threads)}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise SystemExit(f"memory child {library} {case} failed:\n{proc.stderr[-3000:]}")
             results[library] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"# memory {case}: B={args.train_batch} T={args.seq}, {args.memory_steps} steps, "
-              "one subprocess each", flush=True)
+        print(f"# memory {case}: B={batch} T={args.seq}, {args.memory_steps} "
+              f"{'forwards' if infer else 'steps'}, one subprocess each", flush=True)
         ours = results["minibert"]
         for ref, target in plan.items():
             theirs = results[ref]
             exact = ours["exact_peak"] and theirs["exact_peak"]
             row = Row("memory", case, ref, ours, theirs, ours["delta_kib"] / theirs["delta_kib"], target,
-                      "ratio of deltas (peak - RSS after imports)"
+                      ("ratio of deltas (peak - RSS with the model loaded)" if infer else
+                       "ratio of deltas (peak - RSS after imports)")
                       + ("" if exact else "; peak from ru_maxrss (VmHWM could not be reset)"))
             print(f"  {case:<22} vs {ref:<15} minibert peak {mib(ours['peak_kib'])} (Δ {mib(ours['delta_kib'])})"
                   f"   torch peak {mib(theirs['peak_kib'])} (Δ {mib(theirs['delta_kib'])})   Δ ratio {row.ratio:5.2f}"
                   f"{'' if target is None else f' (target <= {target})'}"
                   f"{'' if row.met is None else ('  met' if row.met else '  NOT met')}", flush=True)
             rows.append(row)
+    scratch.cleanup()
     return rows
 
 
@@ -568,11 +639,12 @@ def markdown(rows: list[Row], info: dict, args) -> str:
         lines.append("")
     mem = [r for r in rows if r.kind == "memory"]
     if mem:
-        lines += ["| peak memory, training step | minibert peak (Δ) | torch reference | torch peak (Δ) "
+        lines += ["| peak memory | minibert peak (Δ) | torch reference | torch peak (Δ) "
                   "| Δ ratio | target | met? |",
                   "|---|---|---|---|---|---|---|"]
         for r in mem:
-            lines.append(f"| {r.case} (B{args.train_batch} T{args.seq}) "
+            batch = args.infer_batches[1] if r.case.startswith("infer-") else args.train_batch
+            lines.append(f"| {r.case} (B{batch} T{args.seq}) "
                          f"| {mib(r.minibert['peak_kib'])} ({mib(r.minibert['delta_kib'])}) | {r.reference} "
                          f"| {mib(r.torch['peak_kib'])} ({mib(r.torch['delta_kib'])}) "
                          f"| {r.ratio:.2f} | {target(r)} | {met(r)} |")
@@ -583,8 +655,9 @@ def markdown(rows: list[Row], info: dict, args) -> str:
 # ============================================================================== main
 
 TRAIN_CASES = ["train-cls", "train-mlm"]
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # see harness.time_alternating
 INFER_CASES = ["infer-tinybert4-b1", "infer-tinybert4-b32", "infer-minilm-b1", "infer-minilm-b32"]
-MEMORY_CASES = ["train-cls", "train-mlm"]
+MEMORY_CASES = ["train-cls", "train-mlm", "infer-tinybert4-b32", "infer-minilm-b32"]
 
 
 def parse_args(argv=None):
@@ -603,11 +676,15 @@ def parse_args(argv=None):
     p.add_argument("--train-batch", type=int, default=None, help="default 32")
     p.add_argument("--infer-batches", type=str, default=None, help="the two inference batch sizes, default 1,32")
     p.add_argument("--seq", type=int, default=None, help="sequence length, default 128")
-    p.add_argument("--memory-steps", type=int, default=None, help="training steps per memory subprocess, default 3")
+    p.add_argument("--memory-steps", type=int, default=None, help="training steps (inference forwards) per memory subprocess, default 3")
     p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall (default), or cpu: CPU seconds of the process, for single-threaded runs on a loaded "
+                        "machine (MINIBERT_NUM_THREADS=1 --torch-threads 1)")
     p.add_argument("--json", type=Path, default=None, help="write machine, settings and every timing here")
     p.add_argument("--markdown", action="store_true", help="print the README tables at the end")
     p.add_argument("--_memory-child", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
+    p.add_argument("--_infer-memory-child", nargs=2, metavar=("LIBRARY", "FOLDER"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     quick = args.quick
@@ -634,6 +711,10 @@ def main(argv=None) -> None:
         library, case = args._memory_child
         print(json.dumps(memory_child(library, case, args.train_batch, args.seq, args.memory_steps)))
         return
+    if args._infer_memory_child:
+        library, folder = args._infer_memory_child
+        print(json.dumps(infer_memory_child(library, folder, args.infer_batches[1], args.seq, args.memory_steps)))
+        return
 
     import torch
 
@@ -654,7 +735,7 @@ def main(argv=None) -> None:
     if args.what in ("memory", "all"):
         rows += bench_memory(args, device, selected(MEMORY_CASES))
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("json", "_memory_child")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "_memory_child", "_infer_memory_child")}
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "settings": settings,
                                          "results": [r.to_dict() for r in rows]}, indent=2) + "\n")

@@ -91,12 +91,16 @@ def print_machine(info: dict) -> None:
 
 
 def time_alternating(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 0,
-                     sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+                     sync: Callable[[], None] = lambda: None,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call of each contestant, repeats interleaved A B A B ... after a warm-up.
 
     The warm-up (also interleaved) pays one-off costs: BLAS thread start-up, allocator
     growth, CuPy kernel compilation, torch's lazily created gradients and optimizer state.
     `sync` waits for a GPU's queued work (a no-op on the CPU), before and after each call.
+    `clock`: wall time by default; `time.process_time` (CPU seconds of all the process's
+    threads) compares single-threaded runs on a loaded machine, where waiting for a core is
+    not work (with several threads it would count their spinning as work).
     """
     for _ in range(warmup):
         for fn in contestants.values():
@@ -106,10 +110,10 @@ def time_alternating(contestants: dict[str, Callable[[], object]], repeats: int,
     for _ in range(repeats):
         for name, fn in contestants.items():
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times
 
 

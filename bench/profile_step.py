@@ -1,4 +1,9 @@
-"""Where a minibert training step spends its time: cProfile, grouped by kernel.
+"""Where a minibert training step (or inference forward) spends its time: cProfile, grouped by kernel.
+
+With --what infer it profiles one inference forward instead (a 2-label classifier, TinyBERT-4 or
+--model minilm, batch --batch): the reference forward (eval mode, gradients on: what ran before
+minibert/fast_inference.py) and the inference path (under no_grad), with --torch transformers'
+forward under inference_mode, side by side by group. Everything below describes both.
 
 Profiles the training step that bench/bench_speed.py times (zero_grad + forward + backward +
 global-norm clip + AdamW, dropout on, TinyBERT-4, batch 32, sequence 128) and prints
@@ -39,6 +44,8 @@ step time is printed next to the profiled one.
     python bench/profile_step.py --torch               # ... and torch, side by side
     python bench/profile_step.py --task cls --top 30
     python bench/profile_step.py --quick --torch       # smoke test: B4 T32
+    MINIBERT_NUM_THREADS=1 python bench/profile_step.py --what infer --batch 32 --torch --torch-threads 1 --clock cpu
+                                                       # one inference forward: before, after, torch
 """
 from __future__ import annotations
 
@@ -87,6 +94,14 @@ MINIBERT_GROUPS = [
     (r"^losses\.|^(functional|fast)\.(cross_entropy|soft_cross_entropy|mse|check_labels)|^functional\.log_softmax$"
      r"|^model\._HeadModel\._mlm_", LOSS),
     (r"^optim\.", OPTIMIZER),
+    # the inference path (fast_inference.py): the self time of its per-block closures is their
+    # matmuls plus the bias/residual adds (project, rest) or the scores, softmax and P V (attend)
+    (r"^fast_inference\.(_linear|_layer\.project|_layer\.rest)$", LINEAR),
+    (r"^fast_inference\._layer\.attend$", ATTENTION),
+    (r"^fast_inference\._gelu_$", GELU),
+    (r"^fast_inference\._layernorm_$", LAYERNORM),
+    (r"^fast_inference\._embeddings$", EMBEDDING),
+    (r"^fast_inference\.", GLUE),
     (r"^model\.BertLayer\.(forward|backward)$|^model\.BertModel\.(forward|backward)$", GLUE),
     (r"^model\.|^nn\.|^backend\.", OTHER),
 ]
@@ -121,7 +136,7 @@ def first_match(name: str | None, table) -> str | None:
 
 def minibert_functions() -> dict[tuple[str, int], str]:
     """(file, first line) -> 'module.Class.function' for every function defined in minibert/."""
-    from minibert import backend, fast, functional, losses, model, nn, optim
+    from minibert import backend, fast, fast_inference, functional, losses, model, nn, optim
 
     names = {}
     # the thread pool (threads.for_blocks) and fast.py's closures match no group: they count for their callers
@@ -138,6 +153,13 @@ def minibert_functions() -> dict[tuple[str, int], str]:
                     if inspect.isfunction(fn):
                         code = fn.__code__
                         names[(code.co_filename, code.co_firstlineno)] = f"{short}.{obj_name}.{attr}"
+    # fast_inference.py's work is done in closures (one per parallel region): named function.closure
+    for obj_name, obj in vars(fast_inference).items():
+        if inspect.isfunction(obj) and obj.__module__ == fast_inference.__name__:
+            names[(obj.__code__.co_filename, obj.__code__.co_firstlineno)] = f"fast_inference.{obj_name}"
+            for const in obj.__code__.co_consts:
+                if inspect.iscode(const):
+                    names[(const.co_filename, const.co_firstlineno)] = f"fast_inference.{obj_name}.{const.co_name}"
     return names
 
 
@@ -202,16 +224,61 @@ def profile_minibert(args, B: int, T: int) -> dict[str, float]:
     else:
         model = minibert.BertForMaskedLM(cfg, seed=0)
         step = bench_speed.minibert_train_step(model, bench_speed.make_inputs(B, T, "mlm"), True)
+    return profile_calls(args, step, "step")
 
+
+def infer_models(args):
+    """(minibert model, transformers model) of --model for inference: TinyBERT-4 (random weights)
+    or the MiniLM-L6 teacher, as 2-label classifiers in eval mode, the same weights on both sides."""
+    import tempfile
+    import warnings
+
+    import minibert
+    from minibert import checkpoint
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "classifier initialised randomly" on the teacher
+        if args.model == "tinybert4":
+            ours = minibert.BertForSequenceClassification(minibert.BertConfig(**bench_speed.TINYBERT4), num_labels=2,
+                                                          seed=0)
+        else:
+            ours = minibert.BertForSequenceClassification.from_pretrained(checkpoint.teacher_path("minilm-l6"),
+                                                                          num_labels=2)
+    with tempfile.TemporaryDirectory(prefix="minibert-profile-") as tmp:
+        theirs = bench_speed.load_into_transformers(ours, "AutoModelForSequenceClassification", Path(tmp),
+                                                    bench_speed.Device("numpy"))
+    return ours.eval(), theirs.eval()
+
+
+def profile_minibert_infer(args, model, B: int, T: int) -> dict[str, dict[str, float]]:
+    """Profile one inference forward twice: the reference forward (eval mode, gradients on: what
+    ran before fast_inference.py) and the inference path (under no_grad). {label: {group: ms}}."""
+    import minibert
+
+    x = bench_speed.make_inputs(B, T, "infer")
+
+    def reference():
+        model(x["input_ids"], x["token_type_ids"], x["attention_mask"])
+
+    def inference_path():
+        with minibert.no_grad():
+            model(x["input_ids"], x["token_type_ids"], x["attention_mask"])
+
+    return {"before: reference forward": profile_calls(args, reference, "forward", "reference forward (eval mode)"),
+            "after: inference path": profile_calls(args, inference_path, "forward", "inference path (no_grad)")}
+
+
+def profile_calls(args, step, unit: str, title: str = "") -> dict[str, float]:
+    """cProfile `args.steps` calls of step (after one warm-up), print the tables, return {group: ms per call}."""
     step()  # warm-up: BLAS threads, allocator, first-call imports (scipy.special)
     plain = timed(step, args.steps)
-    profiler = cProfile.Profile()
-    t0 = time.perf_counter()
+    profiler = cProfile.Profile(CLOCK[0])
+    t0 = CLOCK[0]()
     profiler.enable()
     for _ in range(args.steps):
         step()
     profiler.disable()
-    profiled = (time.perf_counter() - t0) / args.steps
+    profiled = (CLOCK[0]() - t0) / args.steps
     if args.save:
         profiler.dump_stats(str(args.save))
 
@@ -219,13 +286,14 @@ def profile_minibert(args, B: int, T: int) -> dict[str, float]:
     names = minibert_functions()
     totals, per_func = charge_to_groups(stats, names)
     per_step = {g: s / args.steps * 1e3 for g, s in totals.items()}
-    print(f"## minibert: {plain * 1e3:.0f} ms per step unprofiled, {profiled * 1e3:.0f} ms under cProfile\n")
+    print(f"## minibert{': ' + title if title else ''}: {plain * 1e3:.0f} ms per {unit} unprofiled, "
+          f"{profiled * 1e3:.0f} ms under cProfile\n")
     print_groups(per_step)
 
     total = sum(totals.values()) or 1.0
     raw = stats.stats
     print(f"top {args.top} functions by self time")
-    print(f"{'function':<58} {'calls':>7} {'ms/step':>9} {'share':>7}  group")
+    print(f"{'function':<58} {'calls':>7} {'ms/' + unit:>9} {'share':>7}  group")
     for func in sorted(raw, key=lambda f: -raw[f][2])[:args.top]:
         _, ncalls, tt, _, _ = raw[func]
         groups = per_func[func]
@@ -295,14 +363,51 @@ def profile_torch(args, B: int, T: int) -> dict[str, float]:
     return per_step
 
 
+def profile_torch_infer(args, model, B: int, T: int) -> dict[str, float]:
+    """Profile transformers' forward under inference_mode (the bench's contestant), by group."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    torch.set_num_threads(args.torch_threads)
+    x = {k: torch.from_numpy(v) for k, v in bench_speed.make_inputs(B, T, "infer").items()}
+
+    def step():
+        with torch.inference_mode(), record_function("forward"):
+            model(**x)
+
+    step()
+    plain = timed(step, args.steps)
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(args.steps):
+            step()
+    profiled = (time.perf_counter() - t0) / args.steps
+    totals: dict[str, float] = defaultdict(float)
+    for e in prof.events():
+        totals[torch_group(e, model.config.vocab_size)] += e.self_cpu_time_total / 1e3  # µs -> ms
+    per_step = {g: ms / args.steps for g, ms in totals.items()}
+    note = ""
+    if CLOCK[0] is not time.perf_counter:  # torch.profiler reads wall time: its groups, scaled to the CPU time
+        scale = plain * 1e3 / (sum(per_step.values()) or 1.0)
+        per_step = {g: ms * scale for g, ms in per_step.items()}
+        note = " (--clock cpu: groups scaled to the unprofiled CPU time)"
+    print(f"## torch (transformers, inference_mode, {torch.get_num_threads()} threads): {plain * 1e3:.1f} ms per "
+          f"forward unprofiled, {profiled * 1e3:.1f} ms under torch.profiler{note}\n")
+    print_groups(per_step)
+    return per_step
+
+
 # ============================================================================== output
 
 
+CLOCK = [time.perf_counter]  # --clock cpu: time.process_time (set in main)
+
+
 def timed(step, n: int) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK[0]()
     for _ in range(n):
         step()
-    return (time.perf_counter() - t0) / n
+    return (CLOCK[0]() - t0) / n
 
 
 def print_groups(per_step: dict[str, float]) -> None:
@@ -326,8 +431,26 @@ def print_side_by_side(ours: dict[str, float], theirs: dict[str, float]) -> None
     print(f"| {'total':<40} | {a:11.1f} | {b:8.1f} | {a - b:+16.1f} |\n")
 
 
+def print_columns(columns: dict[str, dict[str, float]]) -> None:
+    """Per group, one column of profiled ms per call for each of `columns` (before, after, torch)."""
+    print("## side by side (profiled ms per forward; the overheads of the two profilers differ)\n")
+    names = list(columns)
+    print("| kernel group | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    groups = sorted(set().union(*columns.values()), key=lambda g: -max(c.get(g, 0.0) for c in columns.values()))
+    for g in groups:
+        print(f"| {g} | " + " | ".join(f"{columns[n].get(g, 0.0):.1f}" for n in names) + " |")
+    print("| total | " + " | ".join(f"{sum(columns[n].values()):.1f}" for n in names) + " |\n")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--what", choices=["train", "infer"], default="train",
+                   help="train: one training step (default); infer: one inference forward, before (the reference "
+                        "forward) and after (the no_grad inference path)")
+    p.add_argument("--model", choices=["tinybert4", "minilm"], default="tinybert4", help="--what infer: which model")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: CPU seconds (cProfile's timer too), for one thread on a loaded machine")
     p.add_argument("--task", choices=["mlm", "cls"], default="mlm",
                    help="mlm: masked LM, logits at the 15%% labelled positions (default); cls: sequence classification")
     p.add_argument("--batch", type=int, default=None, help="default 32")
@@ -344,6 +467,21 @@ def main(argv=None) -> None:
 
     import numpy as np
 
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.what == "infer":
+        from minibert import threads
+
+        B = args.batch or (2 if args.quick else 32)
+        print(f"# one inference forward, {args.model} (2-label classifier), B={B} T={T}, numpy {np.__version__}, "
+              f"minibert on {threads.num_threads()} thread(s); {args.steps} profiled forward(s) after 1 warm-up. "
+              "cProfile sees the calling thread only: with MINIBERT_NUM_THREADS=1 every group is attributed, "
+              "otherwise the other threads' share shows as waiting (glue)\n")
+        ours, theirs = infer_models(args)
+        columns = profile_minibert_infer(args, ours, B, T)
+        if args.torch:
+            columns["transformers"] = profile_torch_infer(args, theirs, B, T)
+        print_columns(columns)
+        return
     print(f"# one training step, {args.task}, TinyBERT-4, B={B} T={T}, numpy {np.__version__}; "
           f"{args.steps} profiled step(s) after 1 warm-up\n")
     ours = profile_minibert(args, B, T)

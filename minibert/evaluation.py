@@ -6,7 +6,8 @@
     evaluate_pretraining(model, held)      masked-LM accuracy and loss, NSP accuracy
     evaluate_mlm(model, held)              masked-word accuracy of a BertForMaskedLM
 
-Each function restores the model's train/eval mode (except evaluate_mlm: see there) and moves
+Each function runs the model under `no_grad` (no caches kept; on NumPy the inference path of
+`fast_inference.py`), restores its train/eval mode (except evaluate_mlm: see there) and moves
 nothing between devices beyond the logits it scores. The metrics themselves (accuracy, F1,
 Matthews) live with the task registry in `minibert.data`; latency and parameter counts, the
 other half of a results table, in `report.py`.
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import data as D
 from .backend import to_numpy
+from .nn import no_grad
 
 
 def predict_encoded(model, encoded: D.EncodedExamples, batch_size: int = 64) -> np.ndarray:
@@ -29,7 +31,8 @@ def predict_encoded(model, encoded: D.EncodedExamples, batch_size: int = 64) -> 
     # In input order, unbucketed: the rows of `logits` are the examples' rows.
     for idx in D.make_epoch_batches(encoded.lengths, batch_size, shuffle=False, bucket=False):
         b = encoded.collate(idx)
-        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        with no_grad():  # no backward follows: the inference path on NumPy
+            out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
         logits[idx] = to_numpy(out.logits)  # (B, C)
     model.train(was_training)
     return logits
@@ -55,8 +58,9 @@ def evaluate_pretraining(model, held: D.PretrainingData, batch_size: int = 64, m
     loss_sum = 0.0
     for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]:
         b = held.collate(idx)
-        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"],
-                    next_sentence_label=b["next_sentence_label"], only_labelled=True)
+        with no_grad():
+            out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"],
+                        next_sentence_label=b["next_sentence_label"], only_labelled=True)
         # only_labelled: logits (P, V) at the P predicted positions, mlm_positions their flat indices
         labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]  # (P,)
         pred = to_numpy(out.logits).argmax(-1)  # (P,)
@@ -81,7 +85,8 @@ def evaluate_mlm(model, held: D.PretrainingData, batches: int = 10, batch_size: 
     correct = total = 0
     for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:batches]:
         b = held.collate(idx)
-        out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)
+        with no_grad():
+            out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)
         labels = b["labels"].reshape(-1)[to_numpy(out.mlm_positions)]  # (P,)
         correct += int((to_numpy(out.logits).argmax(-1) == labels).sum())
         total += len(labels)

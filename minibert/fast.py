@@ -20,7 +20,8 @@ Three tricks, each from the profile of a training step (bench/profile_step.py):
 
 The linear layers split their matmuls over the same pool (BLAS runs single-threaded: see
 `threads.py` for why). Not here: the pool itself (`threads.py`), kernels with nothing to gain
-(embedding, tanh, the other activations, the soft losses: `functional.py`).
+(embedding, tanh, the other activations, the soft losses: `functional.py`), the forward
+without a backward (`fast_inference.py`, which reuses the float32 erf below).
 """
 from __future__ import annotations
 

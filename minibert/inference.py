@@ -49,6 +49,7 @@ from .data.encoding import EncodedExamples, encode_examples, note_truncation, tr
 from .data.files import PAIR_COLUMNS, TEXT_COLUMNS, read_table
 from .data.tasks import InputExample
 from .model import BertForSequenceClassification
+from .nn import no_grad
 from .runfolder import write_text_atomic
 from .settings import PredictSettings
 from .tokenizer import BertTokenizer
@@ -150,7 +151,8 @@ class TextClassifier:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
                 b = encoded.collate(idx)
-                out = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+                with no_grad():  # no backward follows: the inference path (fast_inference.py) on NumPy
+                    out = self.model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
                 logits[idx] = to_numpy(out.logits)  # (B, C)
                 bar.update(len(idx))
         return logits

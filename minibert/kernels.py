@@ -73,6 +73,22 @@ FAST_KERNELS = (
     "cross_entropy_forward", "cross_entropy_backward",
 )
 
+# The kernels BertModel's forward runs in eval mode, which fast_inference.py's inference path
+# stands for (the activations other than "gelu" it looks up through `activation`).
+INFERENCE_KERNELS = ("embedding_forward", "layernorm_forward", "linear_forward", "attention_forward",
+                     "softmax_forward", "gelu_forward", "dropout_forward", "tanh_forward")
+
+
+def inference_path_on(array) -> bool:
+    """Whether a model with parameters like `array` runs fast_inference.py's forward under no_grad
+    in eval mode: NumPy arrays, and each of INFERENCE_KERNELS still bound as use_fast(True) binds
+    it. A kernel swapped here, or use_fast(False), turns it off, so it never hides a choice made here."""
+    if not isinstance(array, fast.np.ndarray):
+        return False
+    g = globals()
+    return all(g[name] is getattr(fast if name in FAST_KERNELS else functional, name) for name in INFERENCE_KERNELS)
+
+
 # config.hidden_act -> the kernel pair's name (transformers' names on the left).
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "relu": "relu"}
 

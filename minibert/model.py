@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, fast_inference
 from . import kernels as K  # the one place kernels come from (see kernels.py)
 from .backend import RNG, get_array_module, like
 from .config import BertConfig
-from .nn import Dropout, Embedding, LayerNorm, Linear, Module
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, grad_enabled
 
 # Added to the scores of padded keys. Finite, as in BERT/TinyBERT: exp underflows to 0 all
 # the same, and TinyBERT's "<= -100 -> 0" clamp recognises it.
@@ -127,7 +127,10 @@ class BertLayer(Module):
         x2 = LayerNorm(x1 + Dropout(GELU(x1 W_1 + b_1) W_2 + b_2))
 
     Query, key and value stay separate parameters (for checkpoints) but run as one fused
-    (3H, H) matmul: one BLAS call on a bigger matrix is faster than three small ones.
+    (3H, H) matmul: one BLAS call on a bigger matrix is faster than three small ones. The
+    three weights (and biases) are views of one (3H, H) array, so the fused matrix is never a
+    copy that could go stale: whatever writes into the parameters in place (an optimizer
+    step, loading a checkpoint, `p *= 2`) writes into it. See `_qkv_weights` for the rest.
     """
 
     def __init__(self, cfg: BertConfig, init: np.random.Generator, rng: RNG):
@@ -147,12 +150,35 @@ class BertLayer(Module):
         self.ffn_dropout = self.add("output.dropout", Dropout(cfg.hidden_dropout_prob, rng))
         self.rng = rng
         self.hidden_act = cfg.hidden_act  # its kernel pair is looked up at each call: K.activation
+        self._share_qkv()
+
+    def _share_qkv(self) -> None:
+        """Make query, key and value's weights (biases) views of one (3H, H) ((3H,)) array."""
+        qkv = (self.query, self.key, self.value)
+        xp = get_array_module(self.query.params["weight"])
+        W = xp.concatenate([m.params["weight"] for m in qkv])  # (3H, H)
+        b = xp.concatenate([m.params["bias"] for m in qkv])  # (3H,)
+        H = W.shape[1]
+        for i, m in enumerate(qkv):
+            m.params["weight"], m.params["bias"] = W[i * H:(i + 1) * H], b[i * H:(i + 1) * H]
+        self._qkv = (W, b, tuple(p for m in qkv for p in (m.params["weight"], m.params["bias"])))
+
+    def _arrays_replaced(self) -> None:
+        # astype / to gave every parameter a new array: share them again
+        self._share_qkv()
 
     def _qkv_weights(self):
-        xp = get_array_module(self.query.params["weight"])
-        W = xp.concatenate([m.params["weight"] for m in (self.query, self.key, self.value)])  # (3H, H)
-        b = xp.concatenate([m.params["bias"] for m in (self.query, self.key, self.value)])  # (3H,)
-        return W, b
+        """The fused W (3H, H) and b (3H,): the shared array itself while the six parameters are
+        still the views `_share_qkv` made of it (the same objects, their memory its memory: O(1)
+        to check); otherwise (a parameter replaced by another array, a deep copy, a device that
+        shares no memory) a fresh concatenation. A stale copy is never returned."""
+        W, b, views = self._qkv
+        params = [p for m in (self.query, self.key, self.value) for p in (m.params["weight"], m.params["bias"])]
+        if all(p is v and getattr(p, "base", None) is (W if i % 2 == 0 else b)
+               for i, (p, v) in enumerate(zip(params, views))):
+            return W, b
+        xp = get_array_module(params[0])
+        return xp.concatenate(params[0::2]), xp.concatenate(params[1::2])  # (3H, H), (3H,)
 
     def forward(self, x, mask_add):
         """x (B, T, H), mask_add (B, 1, 1, T) -> x2 (B, T, H), scores (B, NH, T, T), (q, k, v) 3 x (B, NH, T, HS)."""
@@ -259,6 +285,12 @@ class BertModel(PreTrainedModel):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> BertOutput:
         """input_ids, token_type_ids, attention_mask (B, T) -> BertOutput."""
         token_type_ids, attention_mask = self._check_inputs(input_ids, token_type_ids, attention_mask)
+        if not grad_enabled() and not self.training and K.inference_path_on(self.embeddings.word.params["weight"]):
+            # no backward will follow: the inference path, a specialisation of the lines below
+            # (fast_inference.py; held to them by tests/test_fast_inference.py)
+            h, pooled = fast_inference.bert_forward(self, input_ids, token_type_ids, attention_mask)
+            return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=None, attention_scores=None,
+                              qkv=None)
         dtype = self.dtype
         # (B, 1, 1, T): 0 for real keys, -10000 for padding, broadcast over heads and queries
         mask_add = ((1 - attention_mask.astype(dtype)) * dtype.type(MASK_VALUE))[:, None, None, :]
@@ -272,6 +304,8 @@ class BertModel(PreTrainedModel):
         pooled = None
         if self.pooler is not None:
             pooled, self._cache = K.tanh_forward(self.pooler.forward(h[:, 0]))  # (B, H)
+        if not grad_enabled():  # as the inference path: what a prediction needs, nothing kept
+            hidden_states = scores = qkv = None
         return BertOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden_states, attention_scores=scores,
                           qkv=qkv)
 

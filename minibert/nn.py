@@ -15,12 +15,39 @@ reading/writing checkpoints (`model.py`, `checkpoint.py`); the loss modules (`lo
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 
 from . import kernels as K  # the one place kernels come from (see kernels.py)
 from .backend import RNG, check_device, get_array_module, like, to_device
+
+
+_grad = threading.local()  # per thread, as torch's no_grad
+
+
+def grad_enabled() -> bool:
+    """False inside `no_grad()`: no backward will follow the forwards run there."""
+    return getattr(_grad, "enabled", True)
+
+
+@contextmanager
+def no_grad():
+    """Forwards without a backward, as torch.no_grad: `with no_grad(): logits = model(ids).logits`.
+
+    A model called here keeps no caches (its `backward` then raises); BertModel returns only
+    last_hidden_state and pooler_output (hidden_states, attention_scores and qkv are None), and,
+    in eval mode on NumPy, runs the inference path of `fast_inference.py`. Prediction and
+    evaluation (`TextClassifier`, `evaluation.py`) run under it.
+    """
+    before = grad_enabled()
+    _grad.enabled = False
+    try:
+        yield
+    finally:
+        _grad.enabled = before
 
 
 class Module:
@@ -65,7 +92,11 @@ class Module:
         return int(sum(p.size for p in self.named_parameters().values()))
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        if not grad_enabled():  # no backward will come (no_grad): keep nothing for one
+            for m in self.modules():
+                m._cache = None
+        return out
 
     # -- state ---------------------------------------------------------------------
     def zero_grad(self) -> None:
@@ -86,6 +117,11 @@ class Module:
             m.params = {k: fn(v) for k, v in m.params.items()}
             m.grads = {k: fn(v) for k, v in m.grads.items()}
             m._cache = None
+        for m in self.modules():  # after every child's arrays are replaced
+            m._arrays_replaced()
+
+    def _arrays_replaced(self) -> None:
+        """Called after astype/to replaced every parameter array (BertLayer re-shares its Q/K/V)."""
 
     def astype(self, dtype) -> "Module":
         """Cast every parameter and gradient (float64 for gradient checks)."""
@@ -112,7 +148,8 @@ class Module:
 
     def _pop_cache(self):
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or called twice)")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or called twice, or "
+                               "after a forward under no_grad)")
         cache, self._cache = self._cache, None
         return cache
 

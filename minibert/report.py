@@ -20,11 +20,13 @@ from . import data as D
 from .distributed import world
 from .evaluation import evaluate
 from .modelcard import write_model_cards
+from .nn import no_grad
 from .runfolder import write_text_atomic
 
 
 def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, vocab: int = 1000, seed: int = 0) -> float:
-    """Median forward time in milliseconds of a (batch_size, seq_len) batch in eval mode.
+    """Median forward time in milliseconds of a (batch_size, seq_len) batch in eval mode, under
+    no_grad (as a prediction runs: the inference path on NumPy).
 
     Ids are `vocab` consecutive ids from 1000 (past BERT's [unused] and special tokens), or
     from 0 for a vocabulary too small for that."""
@@ -33,12 +35,13 @@ def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, voc
     ids = rng.integers(lo, lo + min(vocab, model.config.vocab_size), size=(batch_size, seq_len)).astype(np.int32)
     was = model.training
     model.eval()
-    model(ids)  # warm-up: first-call allocations and thread start-up are not the model's speed
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(ids)
-        times.append(time.perf_counter() - t0)
+    with no_grad():
+        model(ids)  # warm-up: first-call allocations and thread start-up are not the model's speed
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(ids)
+            times.append(time.perf_counter() - t0)
     model.train(was)
     return float(np.median(times) * 1000)
 

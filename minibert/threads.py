@@ -1,4 +1,5 @@
-"""The thread pool that fast.py's kernels and the optimizer's block-wise update share.
+"""The thread pool that fast.py's kernels, the inference path (fast_inference.py) and the
+optimizer's block-wise update share.
 
 NumPy's element-wise ufuncs, its reductions, scipy's erf and `np.matmul` on small stacked
 matrices run on one core, and all of them release the GIL. So a small pool of threads,

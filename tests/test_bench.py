@@ -30,6 +30,13 @@ def test_profile_step_quick():
     assert "GELU" in text and "attention" in text and "total" in text
 
 
+def test_profile_step_infer_quick():
+    text = run("bench/profile_step.py", "--what", "infer", "--quick", "--torch")
+    for column in ("before: reference forward", "after: inference path", "transformers"):
+        assert column in text
+    assert "linear/matmul" in text
+
+
 def test_student_sizes():
     text = run("bench/student_sizes.py", "--repeats", "1", "--seq", "8")
     assert text.count("| ") >= 6 and "2x384 (teacher:0,5)" in text

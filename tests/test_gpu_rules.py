@@ -193,6 +193,28 @@ def test_model_outputs_and_every_gradient_on_the_device_match_numpy(dev, kind):
         close(grads_d[name], grads_h[name], rtol=1e-9, atol=1e-11, what=name)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_grad_on_the_device_matches_the_host_inference_path(dev, kind):
+    """Under no_grad in eval mode the host runs fast_inference.py and the device the reference
+    forward: the same logits, no cache kept, no host sync beyond the labelled positions' one."""
+    from minibert import no_grad
+
+    host, kw = model_case(kind, np.random.default_rng(3))
+    device, _ = model_case(kind, np.random.default_rng(3))
+    host.astype(np.float64).eval()
+    device.astype(np.float64).to("cupy").eval()
+    ids, types, mask = random_batch(np.random.default_rng(4), 3, 6, pad=True)
+    with no_grad():
+        out_h = host(ids, types, mask, **kw)
+        dev.reset()
+        out_d = device(*dev.put(ids, types, mask), **{k: dev.put(v) if isinstance(v, np.ndarray) else v
+                                                      for k, v in kw.items()})
+        dev.assert_syncs(1 if kw.get("only_labelled") else 0, kind)
+    close(out_d.logits, out_h.logits, what="logits")
+    close(out_d.loss, out_h.loss, what="loss")
+    assert out_d.hidden_states is None and all(m._cache is None for m in device.modules())
+
+
 def test_training_mode_draws_dropout_on_the_device(dev):
     model = BertForSequenceClassification(small_config(dropout=0.3), num_labels=2, seed=0).to("cupy")
     ids, types, mask = dev.put(*random_batch(np.random.default_rng(0), 4, 6, pad=False))
