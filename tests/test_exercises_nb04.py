@@ -228,7 +228,7 @@ def _kd_step(student, batch, z_t, t, alpha, lr, t2_loss=True, t2_grad=True, grad
     (lambda *a: _kd_step(*a, grad_t=a[3]), "a factor t too large"),  # t^2 (q - p) / B: the chain rule's 1/t lost
     (lambda *a: _kd_step(*a, sign=-1.0), "sign"),  # gradient ascent
     (lambda *a: _kd_step(*a, hard=False), "gold labels"),  # the hard term forgotten
-    (lambda *a: _kd_step(*a, swap=True), "alpha"),  # alpha on the wrong term
+    (lambda *a: _kd_step(*a, swap=True), "swapped"),  # alpha on the wrong term
 ], ids=["no-t2", "t2-in-loss-only", "no-1/t", "ascent", "no-hard-term", "alpha-swapped"])
 def test_kd_step_check_fails_on_a_wrong_step(wrong, says):
     assert says in _fails("kd_step", wrong)

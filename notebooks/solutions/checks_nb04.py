@@ -37,7 +37,7 @@ def _compare(got, want, what, factors=()):
     scale = float((got * want).sum() / (want * want).sum())  # got ~ scale x want along want's direction
     proportional = rel_error(got, scale * want) < 1e-6
     if proportional and np.isclose(scale, -1.0, rtol=1e-3):
-        raise AssertionError(f"{what}: the sign is flipped (your gradient points uphill)")
+        raise AssertionError(f"{what}: the sign is flipped (uphill: it increases the loss)")
     for factor, explanation in factors:
         if proportional and np.isclose(scale, factor, rtol=1e-3):
             raise AssertionError(f"{what}: {explanation}")
@@ -221,12 +221,13 @@ def check_kd_step(kd_step):
         assert np.ndim(got_loss) == 0, f"{where}: return the loss as one number"
         got_loss = float(got_loss)
         if not np.isclose(got_loss, want_loss, rtol=1e-6):
-            if alpha > 0 and np.isclose(got_loss, alpha * soft + (1 - alpha) * hard, rtol=1e-6):
-                raise AssertionError(f"{where}: the loss lacks Hinton's t^2 on the soft term")
-            if 0 < alpha < 1 and np.isclose(got_loss, (1 - alpha) * t * t * soft + alpha * hard, rtol=1e-6):
-                raise AssertionError(f"{where}: alpha weighs the gold labels here; it is the soft targets' weight")
-            if alpha < 1 and np.isclose(got_loss, alpha * t * t * soft, rtol=1e-6):
-                raise AssertionError(f"{where}: the loss lacks the gold labels' term (1 - alpha) CE(z, y)")
+            mistakes = [(alpha * soft + (1 - alpha) * hard, "the loss lacks Hinton's t^2 on the soft term"),
+                        ((1 - alpha) * t * t * soft + alpha * hard, "alpha and 1 - alpha swapped: alpha weighs the "
+                                                                    "teacher's soft targets, 1 - alpha the gold labels"),
+                        (alpha * t * t * soft, "the loss lacks the gold labels' term (1 - alpha) CE(z, y)")]
+            for value, mistake in mistakes:
+                if np.isclose(got_loss, value, rtol=1e-6) and not np.isclose(value, want_loss, rtol=1e-6):
+                    raise AssertionError(f"{where}: {mistake}")
             raise AssertionError(f"{where}: the loss is not alpha t^2 softCE_t + (1 - alpha) CE")
         names = list(ref.named_parameters())
         # every parameter's step in one vector (the key biases' true gradient is 0: only rounding there)
