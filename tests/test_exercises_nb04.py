@@ -135,8 +135,8 @@ def test_attention_loss_check_fails_on_a_wrong_gradient(wrong):
 
 
 def test_attention_loss_check_names_the_mask_and_the_factor():
-    assert "padded keys" in _fails("attention_loss_backward", lambda dL, s, t, g: _att_grads(dL, s, t, g, clamp=False,
-                                                                                  indicator=False))
+    no_clamp = lambda dL, s, t, g: _att_grads(dL, s, t, g, clamp=False, indicator=False)  # noqa: E731
+    assert "padded keys" in _fails("attention_loss_backward", no_clamp)
     assert "clamped" in _fails("attention_loss_backward", lambda dL, s, t, g: _att_grads(dL, s, t, g, indicator=False))
     assert "a 2" in _fails("attention_loss_backward", lambda dL, s, t, g: _att_grads(dL, s, t, g, factor=1.0))
     assert "sign" in _fails("attention_loss_backward", lambda dL, s, t, g: _att_grads(-dL, s, t, g))

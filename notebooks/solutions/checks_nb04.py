@@ -6,8 +6,6 @@ minibert's forward in float64 (gradcheck.py), the distillation step against mini
 `Distiller` on a tiny model. A failing check says *what* is wrong (a shape, a sign, a
 factor, a missing term, the mask) and never prints the values it expected.
 """
-import copy
-
 import numpy as np
 
 import minibert.functional as F
@@ -94,7 +92,10 @@ def check_attention_loss_backward(attention_loss_backward):
     s_scores[0][0, 1, 2, 1] = s_scores[1][0, 0, 4, 2] = -150.0
     mapping = layer_mapping(2, 4)
     dL = 0.7  # the upstream gradient
-    loss = lambda: dL * float(attention_loss_forward(s_scores, t_scores, mapping)[0])
+
+    def loss():
+        return dL * float(attention_loss_forward(s_scores, t_scores, mapping)[0])
+
     numeric = [numerical_grad(loss, s) for s in s_scores]
     got = attention_loss_backward(dL, s_scores, t_scores, mapping)
     assert len(got) == 2, f"{len(got)} gradients: one per student layer (M = 2)"
@@ -130,7 +131,10 @@ def check_hidden_loss_backward(hidden_loss_backward):
     t_hidden = [rng.normal(size=(B, T, d_t)) for _ in range(5)]  # T0..T4
     pairs = [(0, 0), (1, 2), (2, 4)]  # the embeddings, then g(m) = 2m
     dL = 1.3
-    loss = lambda: dL * float(hidden_loss_forward(fit.forward(s_hidden), t_hidden, pairs)[0])
+
+    def loss():
+        return dL * float(hidden_loss_forward(fit.forward(s_hidden), t_hidden, pairs)[0])
+
     got = hidden_loss_backward(dL, s_hidden, t_hidden, pairs, W.copy(), b.copy())
     assert isinstance(got, tuple) and len(got) == 3, "return (dstates, dW, db)"
     dstates, dW, db = got
@@ -205,7 +209,8 @@ def _kd_terms(z, teacher_logits, labels, t):
 def check_kd_step(kd_step):
     """kd_step(student, batch, teacher_logits, t, alpha, lr) -> the loss; updates the student in place."""
     rng = np.random.default_rng(9)
-    ids = rng.integers(1, 30, size=(4, 6)); ids[2, 4:] = 0; ids[3, 3:] = 0  # (B, T) two padded rows
+    ids = rng.integers(1, 30, size=(4, 6))  # (B, T)
+    ids[2, 4:] = ids[3, 3:] = 0  # two padded rows
     batch = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids != 0).astype(np.int64),
              "labels": np.array([0, 2, 1, 2])}
     z_t = rng.normal(scale=2.0, size=(4, 3))  # (B, C) the teacher's logits
@@ -222,8 +227,8 @@ def check_kd_step(kd_step):
         got_loss = float(got_loss)
         if not np.isclose(got_loss, want_loss, rtol=1e-6):
             mistakes = [(alpha * soft + (1 - alpha) * hard, "the loss lacks Hinton's t^2 on the soft term"),
-                        ((1 - alpha) * t * t * soft + alpha * hard, "alpha and 1 - alpha swapped: alpha weighs the "
-                                                                    "teacher's soft targets, 1 - alpha the gold labels"),
+                        ((1 - alpha) * t * t * soft + alpha * hard,
+                         "alpha and 1 - alpha swapped: alpha weighs the soft targets, 1 - alpha the gold labels"),
                         (alpha * t * t * soft, "the loss lacks the gold labels' term (1 - alpha) CE(z, y)")]
             for value, mistake in mistakes:
                 if np.isclose(got_loss, value, rtol=1e-6) and not np.isclose(value, want_loss, rtol=1e-6):
