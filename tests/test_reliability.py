@@ -160,7 +160,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path):
     assert proc.returncode == 130
     assert one_error_line(err) == ("error: interrupted, stopped at once without writing a checkpoint (those already "
                                    "written stay)")
-    assert not list(out.glob(".tmp-checkpoint-*")) and not list(out.glob("checkpoint-*"))
+    assert not list(out.glob(".minibert-tmp-*")) and not list(out.glob("checkpoint-*"))
 
 
 def test_a_second_signal_raises_at_once_wherever_the_step_is(tok, sst2, tmp_path):
