@@ -25,7 +25,10 @@ One process, or no MPI launcher at all, is exactly the one-process program: `wor
 mpi4py only when a launcher says there are several processes (PMI_SIZE: MPICH, Intel MPI, Slurm's
 PMI-2; OMPI_COMM_WORLD_SIZE: Open MPI), and the trainer then skips every step above.
 
-A process that fails while the others wait in a reduction would leave them waiting for ever
+Processes started with different settings would compute different things under one reduction,
+or one would finish early and leave the others waiting: the command line compares the parsed
+settings first (`same_everywhere`) and every process refuses to run when they differ. A
+process that fails while the others wait in a reduction would leave them waiting for ever
 (MPI has no timeout): `abort_on_error` (the command line wraps every run in it) prints the
 error with its rank and calls MPI_Abort, which ends every process at once. A process killed
 outright (SIGKILL, out of memory) is noticed by mpiexec, which ends the others. Checkpoints are

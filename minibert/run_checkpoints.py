@@ -6,20 +6,26 @@
 
 No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
 optimizer moments (optimizer.safetensors), in trainer_state.json the step, the data position
-(epoch, batch), the dropout generators' states and the settings and data the run used, and in
-checksums.sha256 the sha256 of those three files. It is written to a temporary folder and
-renamed into place, so a run killed at any moment leaves either the old or the new checkpoint,
-never half of one; a resume continues bit-identically.
+(epoch, batch), the dropout generators' states and the settings and data the run used, the
+arrays of the trainer's `extra_state` when it has one (extra.safetensors: the teacher cache,
+one part per process), and in checksums.sha256 the sha256 of every one of those files. It is
+written to a temporary folder and renamed into place, so a run killed at any moment leaves
+either the old or the new checkpoint, never half of one; a resume continues bit-identically.
+A checkpoint re-written at the same step is renamed aside first and removed only once the new
+one is in place (`_move_into_place`), so its only complete copy is never a temporary.
 
 Nothing silently wrong:
-- a fresh run refuses a folder holding another run's checkpoints unless `overwrite_output_dir`
-  (which deletes them, metrics.jsonl and best/);
+- a fresh run refuses a folder holding another run's checkpoints, or a finished model and no
+  checkpoint, unless `overwrite_output_dir` (which deletes them and the run's other outputs:
+  RUN_OUTPUTS);
 - a resume verifies the checkpoint (trainer_state.json's fields, the tensor files' headers,
-  the checksums; a checkpoint without checksums.sha256, written before they were recorded, is
-  checked by its headers only, with a note) and `resume="auto"` takes the newest one that
-  verifies, naming those it skips; it then compares RESULT_SETTINGS, the planned steps and the
-  training data's fingerprint with the recorded ones and refuses, naming each difference,
-  unless `resume_override` lists it (the accepted changes are recorded in trainer_state.json).
+  checksums.sha256, which must list every file; only a checkpoint written before checksums
+  were recorded, format 1, loads without them, with a note, its dtypes and shapes checked) and
+  `resume="auto"` takes the newest one that verifies, naming those it skips; it then compares
+  the settings that change the result (TrainArgs' RESULT_SETTINGS and the run's other
+  `result=True` settings, settings.result_settings), the planned steps and the training data's
+  fingerprint with the recorded ones and refuses, naming each difference, unless
+  `resume_override` lists it (the accepted changes are recorded in trainer_state.json).
 
 Several processes: rank 0 writes, holding every process's dropout state and the number of
 processes (`world_size`); a resume with the same N continues bit-identically, with another N

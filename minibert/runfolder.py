@@ -15,8 +15,11 @@ dead one because its pid was reused. It is also released (and the file removed) 
 
 This module also names the temporary files and folders every writer uses (`temp_file`,
 `temp_folder`: checkpoint.py's save_tensors and save_pretrained, run_checkpoints.py's checkpoint
-folders), so `remove_stale_temporaries` knows them all, and gives what is written the user's
-normal permissions (`set_default_mode`: safetensors creates its files 0600, mkdtemp 0700).
+folders), all starting with TMP_PREFIX (`.minibert-tmp-`, a prefix no user's file has), so
+`remove_stale_temporaries` removes exactly those and never a user's `.notes.tmp`; it gives
+what is written the user's normal permissions (`set_default_mode`: safetensors creates its
+files 0600, mkdtemp 0700) and fsyncs a folder after a rename into it (`fsync_folder`). The
+output folder may not be a file system's root.
 
 It does not know what a checkpoint holds (run_checkpoints.py) or how a tensor file is laid out
 (checkpoint.py); it imports from minibert only its error class and `messages`.

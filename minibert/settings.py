@@ -14,6 +14,14 @@ on which backend is `RunOptions`. A run with several stages (task distillation: 
 2a, 2b) takes one `TrainArgs` for all of them and derives each stage's from it
 (`TaskDistillSettings.stage_args`: the stage's folder, length, rate and schedule).
 
+Every value is validated in one place, `check_fields` (each group's __post_init__ calls it),
+whether it came from a flag, a `--config` file or a library call: its type from the field's
+annotation (an int is a whole number, a float a finite number, ...) and its range from its
+`setting(...)` declaration (numbers at least 0 unless `minimum=` says otherwise; `maximum=`,
+`above=`, `nonempty=`). A new field is validated by declaring it; a new group's __post_init__
+calls check_fields. A field declared `result=True` changes what a training run computes: a
+resume compares it with the checkpoint's (`result_settings`, the one list).
+
 This module holds values and checks them; it does not parse command lines (that is
 `flags.py`), read files or build models (`specs.py`, `data/`). It imports from minibert only
 registries, for choices and help: the tasks, the model presets, the distillation methods and

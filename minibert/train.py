@@ -18,8 +18,11 @@ An expected failure (an `errors.UserError`: bad data or settings, a non-finite l
 checkpoint, an output folder in use; or an unreadable or full disk) prints one line
 `error: <what>, <where>` and no traceback (`--debug` shows it); any other error is a bug and
 keeps its traceback. Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
---config, a setting's value); 130 (SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint
-written first (`--resume auto` continues it) unless the signal came twice.
+--config, a setting's value: validated by type and range in settings.check_fields); 130
+(SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint written first (`--resume auto`
+continues it) unless the signal came twice. One stop request covers the whole command (every
+stage, evaluation and benchmark: interrupts.py), entered here; under mpiexec the processes
+compare their parsed settings first and refuse to run when they differ.
 
 This module parses flags and calls one library function per command; it holds no training
 logic (runs: `pretrain.py`, `finetune.py`, `distillation.py`). The flags are the fields of the

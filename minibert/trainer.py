@@ -30,7 +30,14 @@ refuses changed settings (`run_checkpoints.py`, where the policy is). Before the
 output folder is locked for the run's life and stale temporaries removed (`runfolder.py`);
 the longest training row is checked against the model's position embeddings, the labels
 against its classifier, and free disk space for a checkpoint. SIGINT/SIGTERM finish the step,
-write a checkpoint and raise `interrupts.Interrupted`.
+write a checkpoint and raise `interrupts.Interrupted`; the stop request is the command's
+(interrupts.py), so a trainer that starts after it stops before its first step, and one that
+comes during an evaluation stops it between batches, after which the checkpoint of that step
+is written. The final checkpoint is written before the final evaluation (and again after it,
+with its record); a resume runs an evaluation a signal stopped (`_due_evaluation`), and a
+finished run resumed re-saves nothing. A resume also compares the run's other result settings
+(`settings`, e.g. a distillation's teacher and temperature) and restores its `extra_state`
+(the teacher cache) from the checkpoint.
 
 Several processes (`mpiexec -n N`, distributed.py): `batch_size` stays the global batch of one
 micro-batch; each process collates it and keeps its rows (data.batching.shard_batch), so the
@@ -44,7 +51,8 @@ checks, evaluates (on the whole evaluation set, while the others wait), logs, sh
 writes checkpoints, which hold every process's dropout state and the number of processes
 (`world_size`): a resume with the same N continues bit-identically, with another N from the same
 global batch, with a note. Losses and the NaN/Inf check are summed over the processes at the
-read steps, and a stop signal reaching any process stops all of them at the same step.
+read steps, and a stop signal reaching any process stops all of them at the same step (one
+collective per step: `World.first_signal`).
 
 Not here: the checkpoint folders and the resume policy (`run_checkpoints.py`), the settings
 (`settings.TrainArgs`), the optimizer's maths (`optim.py`), and what a step computes (each
