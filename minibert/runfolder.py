@@ -5,7 +5,7 @@
         remove_stale_temporaries(out)    # what an interrupted or failed write left behind
         check_free_space(out, nbytes, "one checkpoint")
         write_checksums(folder, ["params.safetensors", ...])   # checksums.sha256, `sha256sum -c` format
-        checksum_problems(folder)        # None (no checksum file: an older checkpoint), [] or the problems
+        checksum_problems(folder, names) # None (no checksum file: an older checkpoint), [] or the problems
     data_fingerprint(batcher.dataset)    # recorded with a checkpoint: resuming on other data is noticed
 
 The lock is `fcntl.flock` on `<out>/.minibert.lock`, which holds the holder's pid, host, start

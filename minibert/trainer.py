@@ -236,7 +236,8 @@ class Trainer:
         after a resume from a checkpoint written while it ran (a signal stopped it), it runs first."""
         st, a = self.state, self.args
         due = st.step == self.total_steps or (a.eval_steps and st.step % a.eval_steps == 0)
-        return bool(self.eval_fn and st.step > 0 and due and not any(h.get("step") == st.step for h in st.history))
+        due = bool(self.eval_fn and st.step > 0 and due and not any(h.get("step") == st.step for h in st.history))
+        return self.world.broadcast(due)  # rank 0's history decides: only it records evaluations
 
     def _join(self, found: tuple[Path, dict] | None) -> None:
         """Several processes: every one starts from rank 0's checkpoint (`found`) and parameters."""
