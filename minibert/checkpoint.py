@@ -60,7 +60,7 @@ import numpy as np
 from .backend import device_of, to_device, to_numpy
 from .config import BertConfig
 from .errors import CheckpointError
-from .runfolder import temp_folder
+from .runfolder import fsync_folder, temp_folder
 # the tensor files every folder here is made of (re-exported: checkpoint.load_tensors etc. as before)
 from .tensor_files import (WEIGHT_DTYPES, CheckpointMismatchError, TensorInfo, load_tensors,  # noqa: F401
                            read_header, read_tensors, save_tensors, _iter_tensors)
@@ -372,6 +372,8 @@ def save_pretrained(model, folder, tokenizer=None) -> Path:
         else:
             for item in sorted(tmp.iterdir()):
                 os.replace(item, folder / item.name)
+            fsync_folder(folder)
+        fsync_folder(folder.parent)  # the renames reach the disk with the files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
