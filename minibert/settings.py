@@ -31,10 +31,13 @@ so every run module can import it.
 from __future__ import annotations
 
 import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+import numpy as np
 
 from .backend import DEVICES
 from .config import PRESETS
@@ -85,10 +88,11 @@ def _type_problem(value, kind: type) -> str | None:
     """Why `value` is not a `kind` (int, float, str, bool), or None."""
     if kind is bool:
         return None if isinstance(value, bool) else "true or false"
-    if kind is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if kind is int:  # numbers.Integral: NumPy's integers too (a step count computed with NumPy)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+        return None if ok else "a whole number"
     if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
         return None if ok else "a finite number"
     if kind is str:
         return None if isinstance(value, str) else "a string"
