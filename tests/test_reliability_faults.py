@@ -523,13 +523,16 @@ def test_15_predict_on_a_header_only_file_is_an_error(tok, tmp_path, capsys):
 
 def test_15_a_double_sigterm_exits_143(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(finetune_cli(out, steps=100000), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+    slow = ["--max-length", "128", "--batch-size", "128"]  # steps of a good fraction of a second
+    proc = subprocess.Popen(finetune_cli(out, *slow, steps=100000), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "checkpoint-4").is_dir(), proc, "a checkpoint")
     proc.send_signal(signal.SIGTERM)
-    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)  # the first one handled, the step still running
+    proc.send_signal(signal.SIGTERM)  # (two at once would reach Python's handler as one)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
+    assert "stopped at once without writing a checkpoint" in err
 
 
 def test_15_overwrite_removes_the_previous_runs_model_and_results(tok, sst2, tmp_path):
