@@ -196,6 +196,10 @@ def write_text_atomic(path, text: str) -> Path:
             fh.write(text)
         os.replace(tmp, path)
         fsync_folder(path.parent)
+    except OSError as exc:
+        if exc.filename or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a full disk names the file it was writing
     finally:
         if tmp.exists():  # only when something failed before the rename
             tmp.unlink()

@@ -550,3 +550,15 @@ def test_15_overwrite_removes_the_previous_runs_model_and_results(tok, sst2, tmp
     with pytest.raises(RuntimeError):
         t.train()
     assert not (out / "model.safetensors").exists() and not (out / "results.json").exists()
+
+
+def test_15_a_full_disk_while_writing_vocab_txt_names_the_file(tmp_path, capsys, monkeypatch):
+    def full(*args, **kw):
+        raise OSError(28, "No space left on device")  # as a write() fails: no file name of its own
+
+    monkeypatch.setattr(runfolder.os, "replace", full)
+    (tmp_path / "words.txt").write_text("a few words to learn a vocabulary from\n" * 20)
+    code, err = exit_code_of(["vocab", "--files", str(tmp_path / "words.txt"), "--vocab-size", "40",
+                              "--min-frequency", "1", "--output-dir", str(tmp_path / "v")], capsys)
+    assert code == 1 and one_error_line(err) == f"error: No space left on device, {tmp_path / 'v' / 'vocab.txt'}"
+    assert not [p for p in (tmp_path / "v").iterdir()]  # and no temporary left behind
