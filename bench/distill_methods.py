@@ -76,7 +76,7 @@ def run_method(method: str, spec, teacher, train, dev, tok, steps: int, out: Pat
     two_stages = bool(METHODS[method].stages.get("intermediate"))
     inter = steps // 2 if two_stages else 0
     student = build_student(STUDENT, spec.num_labels, tok, args.seed, teacher)
-    settings = TaskDistillSettings(method=method, inter_steps=inter, pred_steps=steps - inter)
+    settings = TaskDistillSettings(method=method, inter_steps=inter, inter_epochs=0.0, pred_steps=steps - inter)
     training = TrainArgs(eval_steps=args.eval_steps, seed=args.seed, progress=False, log_steps=50,
                          overwrite_output_dir=True, output_dir=str(out))
     t0 = time.perf_counter()

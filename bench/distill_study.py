@@ -147,8 +147,9 @@ def run_finetune(student, spec, gold, dev, tok, steps: int, seed: int, a, scratc
 
 def run_distill(method: str, student, teacher, spec, train, dev, tok, seed: int, a, scratch: Path) -> list[dict]:
     inter = int(round(a.steps * a.inter_fraction)) if "intermediate" in METHODS[method].stages else 0
-    settings = TaskDistillSettings(method=method, inter_steps=inter, pred_steps=a.steps - inter, inter_lr=a.inter_lr,
-                                   pred_lr=a.lr, temperature=a.temperature)
+    # inter_epochs 0: the step counts alone decide (the default runs an epoch of a method's intermediate stage)
+    settings = TaskDistillSettings(method=method, inter_steps=inter, inter_epochs=0.0, pred_steps=a.steps - inter,
+                                   inter_lr=a.inter_lr, pred_lr=a.lr, temperature=a.temperature)
     training = TrainArgs(output_dir=str(scratch), batch_size=a.batch_size, eval_steps=a.eval_every, seed=seed,
                          progress=False, overwrite_output_dir=True)
     history = task_distillation(spec, teacher, student, train, dev, tok, settings, training)["history"]

@@ -1,19 +1,16 @@
 """Prepare the nine GLUE tasks (train + dev): data/SST-2, CoLA, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI.
 
-    python data/prepare_glue.py --from ../shared/data --only SST-2 CoLA MRPC STS-B RTE WNLI   # copy
+    python data/prepare_glue.py --from /path/to/data --only SST-2 CoLA MRPC STS-B RTE WNLI   # copy
     python data/prepare_glue.py                          # download all nine (MNLI is 300 MB)
     python data/prepare_glue.py --only MNLI QNLI         # download some
 
-Downloads come from GLUE's own mirror (dl.fbaipublicfiles.com/glue/data/<TASK>.zip).
-GLUE does not host MRPC (its download script builds it from Microsoft's corpus), so MRPC,
-and any file whose canonical copy differs from the pinned bytes, comes from the public
-snapshot the checksums were taken from (F0restL1n/BERT @ 0d0288be, glue_data/).
-Every file is checked against its pinned SHA-256 before it is written. QQP, MNLI and QNLI
-are pinned by the SHA-256 of their GLUE archives (QQP-clean.zip, MNLI.zip, QNLIv2.zip, as
-published with the Hugging Face `glue` loader's download checksums): a download checks the
-archive, then unpacks the file; a `--from` copy of those files is unverified and says so.
-The folder names are the `dir` of each task in minibert/data/tasks.py (this script stays
-standalone: it runs before minibert is installed).
+The commands fetch a missing GLUE task themselves (into a cache folder, see the README); this
+script puts the tasks in ./data ahead of time. Where each file comes from and its pinned SHA-256
+are `minibert/data/glue_sources.py`: GLUE's own mirror (dl.fbaipublicfiles.com/glue/data/<TASK>.zip),
+MRPC and any file whose canonical copy differs from the pinned bytes from the public snapshot
+the checksums were taken from; QQP, MNLI and QNLI pinned by the SHA-256 of their GLUE archives
+(a `--from` copy of those files is unverified and says so). Every file is checked before it is
+written.
 """
 from __future__ import annotations
 
@@ -21,49 +18,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DataFile, Source, main  # noqa: E402
+from _common import main  # noqa: E402  (puts the checkout on sys.path)
+from minibert.data.glue_sources import FILES, GLUE, SNAPSHOT, from_archive, glue_file  # noqa: E402,F401
 
-GLUE = "https://dl.fbaipublicfiles.com/glue/data"
-SNAPSHOT = "https://raw.githubusercontent.com/F0restL1n/BERT/0d0288be08079531c7b3a85af3d532f9adb0f13a/glue_data"
-
-
-def _file(task: str, split: str, sha256: str, zip_on_glue: bool = True) -> DataFile:
-    rel = f"{task}/{split}.tsv"
-    sources = ((Source(f"{GLUE}/{task}.zip", rel),) if zip_on_glue else ()) + (Source(f"{SNAPSHOT}/{rel}"),)
-    return DataFile(rel, sha256, sources)
-
-
-def _from_archive(task: str, split: str, archive: str, archive_sha256: str, base: str = GLUE) -> DataFile:
-    """<task>/<split>.tsv, unpacked from the GLUE archive <base>/<archive> whose SHA-256 is pinned."""
-    rel = f"{task}/{split}.tsv"
-    return DataFile(rel, None, (Source(f"{base}/{archive}", rel, archive_sha256),))
-
-
-QQP_ZIP = ("QQP-clean.zip", "40e7c862c04eb26ee04b67fd900e76c45c6ba8e6d8fab4f8f1f8072a1a3fbae0")
-MNLI_ZIP = ("MNLI.zip", "e7c1d896d26ed6caf700110645df426cc2d8ebf02a5ab743d5a5c68ac1c83633")
-QNLI_ZIP = ("QNLIv2.zip", "e634e78627a29adaecd4f955359b22bf5e70f2cbd93b493f2d624138a0c0e5f5")
-
-FILES = [
-    _file("SST-2", "train", "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
-    _file("SST-2", "dev", "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
-    _file("CoLA", "train", "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624"),
-    _file("CoLA", "dev", "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd"),
-    _file("MRPC", "train", "f178bcc72ab4c2c1c778b480912e0c8e1dba3ead150dc1d490d70682ab888c1e", zip_on_glue=False),
-    _file("MRPC", "dev", "9e8f284788040f7c9ecde2e1b3c07237c756f926bd9ef8548ef5d34b56f69f17", zip_on_glue=False),
-    _file("STS-B", "train", "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2"),
-    _file("STS-B", "dev", "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59"),
-    _from_archive("QQP", "train", *QQP_ZIP),
-    _from_archive("QQP", "dev", *QQP_ZIP),
-    _from_archive("MNLI", "train", *MNLI_ZIP),
-    _from_archive("MNLI", "dev_matched", *MNLI_ZIP),
-    _from_archive("MNLI", "dev_mismatched", *MNLI_ZIP),
-    _from_archive("QNLI", "train", *QNLI_ZIP),
-    _from_archive("QNLI", "dev", *QNLI_ZIP),
-    _file("RTE", "train", "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c"),
-    _file("RTE", "dev", "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb"),
-    _file("WNLI", "train", "9a88e9d54b6861cc796a088e9acf4f5f65064a9ef65ae6fa7a688b28391e5c9a"),
-    _file("WNLI", "dev", "cba00490596dd14be8cf53b4f53bb744abe3a7b89f81ab210528d80225338ed5"),
-]
+_from_archive, _file = from_archive, glue_file  # the names the tests and older notes use
 
 if __name__ == "__main__":
     sys.exit(main(FILES, __doc__, groups=True))

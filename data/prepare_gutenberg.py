@@ -1,6 +1,6 @@
 """Prepare five public-domain Project Gutenberg novels under data/gutenberg/.
 
-    python data/prepare_gutenberg.py --from ../shared/data     # copy from a local folder
+    python data/prepare_gutenberg.py --from /path/to/data     # copy from a local folder
     python data/prepare_gutenberg.py                           # download
 
 Books: 11 Alice in Wonderland, 84 Frankenstein, 1342 Pride and Prejudice, 1661 The

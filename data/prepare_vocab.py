@@ -1,6 +1,6 @@
 """Prepare the bert-base-uncased WordPiece vocabulary as data/bert-base-uncased/vocab.txt.
 
-    python data/prepare_vocab.py --from ../shared/data     # copy from a local folder
+    python data/prepare_vocab.py --from /path/to/data       # copy from a local folder
     python data/prepare_vocab.py                           # download
 
 Downloads come from the Hugging Face hub (bert-base-uncased, resolve/main/vocab.txt),

@@ -1,6 +1,6 @@
 """Prepare WikiText-2 (raw) validation + test splits under data/wikitext-2-raw/.
 
-    python data/prepare_wikitext2.py --from ../shared/data     # copy from a local folder
+    python data/prepare_wikitext2.py --from /path/to/data     # copy from a local folder
     python data/prepare_wikitext2.py                           # download
 
 Downloads come from Salesforce's wikitext-2-raw-v1.zip (the S3 bucket of the dataset's

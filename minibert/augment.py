@@ -28,7 +28,10 @@ words that fit the context:
    New sentences are re-joined basic tokens, so they come out lower-cased with
    punctuation spaced out ("it ' s"), like the reference's. As in the reference, a copy
    in which nothing was replaced is kept when its normalised text differs from the raw
-   original ("Hello, world!" -> "hello , world !").
+   original ("Hello, world!" -> "hello , world !"). With ``keep_spelling`` (your own data,
+   ``augment_table``) a copy is written as the user wrote the sentence instead: every word
+   not replaced keeps its case and the spacing around it, a replacement takes the case of
+   the word it replaces ("Holmes sat." -> "Watson sat."; ``restore_spelling``).
 
 The paper's values are p = 0.4, N = 20, K = 15 (``Augmenter``'s defaults).
 
@@ -242,6 +245,29 @@ class MLMCandidates:
 # The augmenter
 # ---------------------------------------------------------------------------------------
 
+def _match_case(word: str, like: str) -> str:
+    """`word` in the case of `like`: UPPER, Title or as it is."""
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    return word[:1].upper() + word[1:] if like[:1].isupper() else word
+
+
+def restore_spelling(original: str, tokens: list[str], new_tokens: list[str]) -> str:
+    """`new_tokens` (the basic tokens of `original`, some replaced) written as `original` is: the text between
+    and around tokens kept, an unchanged token as written there, a replaced one in the case of the word it
+    replaces. Falls back to the tokens joined by spaces when a token cannot be found in the original (an
+    accent the tokenizer stripped)."""
+    low, pos, pieces = original.lower(), 0, []
+    for token, new in zip(tokens, new_tokens):
+        start = low.find(token.lower(), pos)
+        if start < 0 or low[pos:start].strip():  # not found, or text skipped over: cannot align
+            return " ".join(new_tokens)
+        written = original[start:start + len(token)]
+        pieces += [original[pos:start], written if new == token else _match_case(new, written)]
+        pos = start + len(token)
+    return "".join(pieces) + original[pos:]
+
+
 class Augmenter:
     """TinyBERT's per-sentence augmentation (see the module docstring).
 
@@ -255,10 +281,13 @@ class Augmenter:
         seed: seeds the generator. It advances with every sentence, so
             ``augment_many(xs)`` equals ``[augment(x) for x in xs]`` from the same state.
         stopwords: words never replaced (compared in lower case).
+        keep_spelling: write each copy as the original is written (case, spacing, punctuation), only the
+            replaced words changed (``restore_spelling``); the reference's re-joined tokens otherwise.
     """
 
     def __init__(self, mlm_candidates: MLMCandidates | None, glove: GloveNeighbours, k: int = 15, p: float = 0.4,
-                 n_aug: int = 20, seed: int = 0, stopwords: Iterable[str] = STOPWORDS, chunk_size: int = 256):
+                 n_aug: int = 20, seed: int = 0, stopwords: Iterable[str] = STOPWORDS, chunk_size: int = 256,
+                 keep_spelling: bool = False):
         if not 0.0 <= p <= 1.0:
             raise DataError(f"p must be in [0, 1], got {p}")
         if k < 0 or n_aug < 0:
@@ -268,6 +297,7 @@ class Augmenter:
         self.k, self.p, self.n_aug = k, p, n_aug
         self.stopwords = frozenset(w.lower() for w in stopwords)
         self.chunk_size = chunk_size
+        self.keep_spelling = keep_spelling  # copies spelled as the original (restore_spelling), not re-joined tokens
         self.rng = np.random.default_rng(seed)
         tokenizer = getattr(mlm_candidates, "tokenizer", None)
         self.basic_tokenizer = BasicTokenizer(do_lower_case=getattr(tokenizer, "do_lower_case", True))
@@ -319,7 +349,7 @@ class Augmenter:
             for j, i in enumerate(positions):
                 if replace[n, j]:
                     copy[i] = slots[i][picks[n, j]]
-            text = " ".join(copy)
+            text = restore_spelling(sentence, tokens, copy) if self.keep_spelling else " ".join(copy)
             if text not in seen:
                 seen.add(text)
                 out.append(text)

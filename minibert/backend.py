@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
+
 DEVICES = ("numpy", "cupy")
 
 
@@ -27,10 +29,10 @@ def _cupy():
     """Import cupy on first use and check that a GPU is really there."""
     try:
         cp = importlib.import_module("cupy")
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "device 'cupy' needs CuPy and a CUDA GPU: pip install 'minibert[gpu]' "
-            "(or the cupy-cudaXXx wheel that matches your CUDA)"
+    except ImportError as exc:  # a usage error (one line, exit 2): --device cupy on a machine without CuPy
+        raise UsageError(
+            "--device cupy needs CuPy and a CUDA GPU, and CuPy is not installed: pip install 'minibert[gpu]' "
+            "(or the cupy-cudaXXx wheel that matches your CUDA), or use --device numpy"
         ) from exc
     try:
         n = cp.cuda.runtime.getDeviceCount()
@@ -61,6 +63,13 @@ def get_array_module(*arrays: Any):
 def device_of(x: Any) -> str:
     """'numpy' or 'cupy'."""
     return "cupy" if get_array_module(x) is not np else "numpy"
+
+
+def require(device: str) -> None:
+    """Stop at once, before any data is read, when `device` cannot run here (--device cupy without CuPy or a
+    GPU: a UsageError, one line, exit 2)."""
+    if check_device(device) == "cupy":
+        _cupy()
 
 
 def check_device(device: str) -> str:

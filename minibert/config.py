@@ -48,6 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
 }
 
+# Any other shape, from the command line (specs.shape_config): layers x hidden [x heads], 4 x hidden feed-forward
+SHAPE_HELP = "LxH or LxHxA (layers x hidden size [x heads], e.g. 3x256: a fresh random model of that shape)"
+
 
 @dataclass
 class BertConfig:

@@ -49,6 +49,7 @@ Decisions (the reference code's choice in brackets):
 from __future__ import annotations
 
 import time
+from dataclasses import fields as _fields
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ from . import data as D
 from .distill import Distiller
 from .distributed import world
 from .evaluation import evaluate, evaluate_mlm
-from .finetune import load_task_data, train_classifier
+from .finetune import LAST, class_report, load_task_data, regression_baseline, train_classifier
 from .interrupts import check
 from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from .pretrain import pretraining_data
@@ -207,7 +208,16 @@ def train_mlm_head(settings: AugmentSettings, corpus: CorpusSettings, tokenizer)
     return mlm
 
 
-SAMPLE_SENTENCES = ("it 's a charming and often affecting journey .", "the plot is nothing but boilerplate clichés .")
+SAMPLES = 2  # training sentences whose augmentations the augment command prints, to eyeball the candidates
+
+
+def sample_sentences(files: D.TaskFiles, n: int = SAMPLES) -> list[str]:
+    """The first `n` texts of the training file being augmented (its first text column)."""
+    if files.by_name(files.train):
+        table = D.read_table(files.train)
+        text, _, _ = D.resolve_columns(table, files.columns)
+        return [str(record[text]).strip() for _, record in table.rows[:n]]
+    return [e.text_a for e in D.read_examples(files.task, files.train)[:n]]
 
 
 def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSettings = CorpusSettings()) -> dict:
@@ -217,8 +227,9 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
     layout; your own data (--train-file, read by column names) becomes train_aug.jsonl with the
     same columns, read back by distill-task with the same column flags. Uses data.task,
     data.data, data.train_file, the column flags and data.max_train_examples. Returns {"file",
-    "rows", "samples"}: samples holds a few augmentations of two fixed sentences, to eyeball
-    the candidates.
+    "rows", "samples"}: samples holds a few augmentations of the file's first two sentences, to
+    eyeball the candidates. Your own data's copies are written as the sentences are (case and
+    spacing kept, Augmenter's keep_spelling); a GLUE file's as the reference writes them.
     """
     from .augment import Augmenter, GloveNeighbours, MLMCandidates, augment_table, augment_tsv  # GloVe: slow import
 
@@ -234,19 +245,28 @@ def augment(data: TaskDataSettings, settings: AugmentSettings, corpus: CorpusSet
     else:
         mlm = train_mlm_head(settings, corpus, tok)
     candidates = None if mlm is None else MLMCandidates(mlm, tok, k=settings.k)
+    own = files.by_name(files.train)
     augmenter = Augmenter(candidates, GloveNeighbours(), k=settings.k, p=settings.p, n_aug=settings.n_aug,
-                          seed=settings.seed)
+                          seed=settings.seed, keep_spelling=own)
     limit = data.max_train_examples or None
-    if files.by_name(files.train):
+    if own:
         out = Path(settings.output_dir) / "train_aug.jsonl"
         rows = augment_table(files.train, out, augmenter, columns, max_examples=limit, progress=settings.progress)
     else:
         out = Path(settings.output_dir) / "train_aug.tsv"
         rows = augment_tsv(files.task, files.train, out, augmenter, max_examples=limit, progress=settings.progress)
-    return {"file": str(out), "rows": rows, "samples": {s: augmenter.augment(s)[:4] for s in SAMPLE_SENTENCES}}
+    return {"file": str(out), "rows": rows,
+            "samples": {s: augmenter.augment(s)[:4] for s in sample_sentences(files)}}
 
 
 # ============================================================ stage 2: task distillation
+
+
+INTER_EPOCHS_DEFAULT = next(f.default for f in _fields(TaskDistillSettings) if f.name == "inter_epochs")
+
+
+def _stage_length(steps: int, epochs: float) -> str:
+    return f"{steps} steps" if steps else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
 
 
 def task_distiller(student_config, teacher_config, s: TaskDistillSettings, seed: int) -> Distiller:
@@ -276,7 +296,8 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     training: how every stage optimises (each stage's own TrainArgs: `settings.stage_args`).
 
     Writes <output_dir>/intermediate/, prediction/ (checkpoints, metrics.jsonl, best/) and
-    student/ (the best dev checkpoint, which is the student handed over). fit_dense_from: a
+    student/ (the best dev checkpoint, which is the student handed over; student/last/: the student
+    at the end of training, as finetune's last/). fit_dense_from: a
     stage-1 student folder whose fit_dense to continue (see the module docstring).
     Returns {"best_dev", "history" (the prediction stage's), "folder", "model"}.
     """
@@ -293,9 +314,13 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
         m.to(run.device)
     save = lambda folder: save_student(folder, student, distiller, tokenizer)
     modules = trained_modules(student, distiller)
-    if (s.inter_epochs > 0 or s.inter_steps > 0) and not distiller.active("intermediate"):
-        say(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used")
+    asked = s.inter_steps > 0 or s.inter_epochs != INTER_EPOCHS_DEFAULT  # the default is for methods that have it
+    if not distiller.active("intermediate"):
+        if asked:
+            say(f"method {s.method} has no intermediate-layer stage: --inter-steps/--inter-epochs are not used")
     elif s.inter_epochs > 0 or s.inter_steps > 0:
+        say(f"== {s.method}: the intermediate-layer stage ({_stage_length(s.inter_steps, s.inter_epochs)}), then the "
+            f"prediction stage ({_stage_length(s.pred_steps, s.pred_epochs)})")
         args = s.stage_args(training, "intermediate")
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
                 distill_step(student, teacher, distiller, "intermediate"), None, save,
@@ -311,8 +336,9 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
     if cache is not None:
         say(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache")
     best = BertForSequenceClassification.from_pretrained(out / "prediction" / "best", num_labels=spec.num_labels)
-    if world().is_root:
+    if world().is_root:  # the folder convention: the best handed over, the last beside it in last/
         best.save_pretrained(out / "student", tokenizer=tokenizer)
+        student.save_pretrained(out / "student" / LAST, tokenizer=tokenizer)
     return {"best_dev": state.best_metric, "history": state.history, "folder": str(out / "student"), "model": best}
 
 
@@ -343,9 +369,9 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
     tok = tokenizer_for(settings.teacher or DEFAULT_TEACHER, settings.vocab)
     if settings.teacher:
         teacher = load_teacher(settings.teacher)  # its classes and their order come from its config.json
-        spec, train, dev = load_task_data(data, tok, model=model_labels(teacher, settings.teacher))
+        spec, train, dev = load_task_data(data, tok, model=model_labels(teacher, settings.teacher), seed=training.seed)
     else:
-        spec, train, dev = load_task_data(data, tok)
+        spec, train, dev = load_task_data(data, tok, seed=training.seed)
         teacher = finetune_teacher(spec, train, tok, settings, training, run)
     student = build_student(settings.student, spec.num_labels, tok, training.seed, teacher)
     say(f"== distilling into a student of {student.num_parameters():,} parameters ({settings.student})")
@@ -359,5 +385,9 @@ def pipeline(data: TaskDataSettings, settings: TaskDistillSettings,
                "student_folder": res["folder"], "best_dev": res["best_dev"],
                "wall_s": round(time.perf_counter() - t0, 1)}
     results.update(compare(results["teacher"], results["student"]))
+    results["student"].update(class_report(res["model"], spec, dev[""]))  # per class, and the confusion matrix
+    baseline = regression_baseline(spec, train, dev)
+    if baseline:
+        results["baseline"] = baseline
     write_results(training.output_dir, results, (data, settings, training, run))  # with the model cards
     return world().broadcast(results)

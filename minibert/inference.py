@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from .messages import say
 from .textfile import read_text
-from .errors import DataError
+from .errors import DataError, UsageError
 from . import checkpoint
 from .backend import to_numpy
 from .data.encoding import EncodedExamples, encode_examples, note_truncation, truncation_note
@@ -239,6 +239,34 @@ def read_inputs(path, text_column: str | None = None, text_pair_column: str | No
     return values[text_column], (values[text_pair_column] if text_pair_column else None)
 
 
+def input_details(path, keep: list[str] | None) -> tuple[list[int], dict[str, list]]:
+    """(each input's line in `path`, {kept column: its values}) for the predict command's messages and
+    --keep-columns; a .txt file has no columns to keep."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if keep:
+            raise DataError(f"--keep-columns: {path} is a .txt file, one text per line, without columns")
+        return list(range(1, len(read_inputs(path)[0]) + 1)), {}
+    table = read_table(path)
+    missing = [c for c in keep or () if c not in table.columns]
+    if missing:
+        raise DataError(f"--keep-columns: {path} has no column {missing[0]!r}; the columns are "
+                        f"{', '.join(map(repr, table.columns))}")
+    return [line for line, _ in table.rows], {c: [row.get(c) for _, row in table.rows] for c in keep or ()}
+
+
+def skip_blank(texts: list[str], pairs: list[str] | None, lines: list[int] | None, where: str) -> list[int]:
+    """The indices of the inputs to classify: blank or whitespace-only texts (or pairs) are left out, and
+    said so on the terminal with their lines (a model would give them a confident label all the same)."""
+    blank = [i for i, text in enumerate(texts) if not text.strip() or (pairs is not None and not pairs[i].strip())]
+    if blank:
+        places = [f"line {lines[i]}" if lines else f"text {i + 1}" for i in blank[:10]]
+        say(f"note: skipped {len(blank)} blank or whitespace-only input{'s' if len(blank) > 1 else ''} of {where} "
+            f"({', '.join(places)}{', ...' if len(blank) > 10 else ''}): no output row for them")
+    skipped = set(blank)
+    return [i for i in range(len(texts)) if i not in skipped]
+
+
 def prediction_rows(classifier: TextClassifier, texts: list[str], pairs: list[str] | None, scores: np.ndarray
                     ) -> list[dict]:
     """One dict per input: text (text_pair), label, score and, for classes, every class's score by label name."""
@@ -281,20 +309,34 @@ def write_predictions(path, rows: list[dict]) -> Path:
 def predict(settings: PredictSettings) -> list[dict]:
     """The predict command: settings.texts or the rows of settings.input through the classifier in
     settings.model; the rows (see prediction_rows) go to settings.output when given. Returns the rows."""
+    if not settings.model:
+        raise UsageError("predict needs --model FOLDER: a fine-tuned or distilled classifier's folder (e.g. "
+                         "runs/quick/student, which `python -m minibert.train` writes)")
     if bool(settings.texts) == bool(settings.input):
         raise DataError("give texts to classify or --input FILE (one of them)")
+    if settings.keep_columns and not settings.input:
+        raise DataError("--keep-columns copies columns of --input FILE: give one")
     if settings.output:
         check_output(settings.output)
     if settings.texts:
         texts, pairs = list(settings.texts), None
     else:
         texts, pairs = read_inputs(settings.input, settings.text_column, settings.text_pair_column)
+    lines, kept = input_details(settings.input, settings.keep_columns) if settings.input else (None, {})
+    chosen = skip_blank(texts, pairs, lines, settings.input or "the texts")
+    texts = [texts[i] for i in chosen]
+    pairs = None if pairs is None else [pairs[i] for i in chosen]
+    if not texts:
+        raise DataError(f"{settings.input or 'the texts'}: every input is blank")
     classifier = TextClassifier.from_pretrained(settings.model, max_length=settings.max_length or None,
                                                 batch_size=settings.batch_size, device=settings.device)
     encoded = classifier.encode(texts, pairs)
     note_truncation(encoded, "inputs")
     logits = classifier.forward(encoded, progress=settings.progress and bool(settings.input))
     rows = prediction_rows(classifier, texts, pairs, classifier.scores(logits))
+    for row, i in zip(rows, chosen):  # --keep-columns, after the prediction's own fields
+        for column, values in kept.items():
+            row["input_" + column if column in row or column == "scores" else column] = values[i]
     if settings.output:
         write_predictions(settings.output, rows)
         say(f"wrote {len(rows)} predictions to {settings.output}")

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from . import checkpoint
 from . import data as D
-from .config import PRESETS
+from .methods import METHODS
 from .runfolder import write_text_atomic
-from .specs import parse_student_spec
+from .specs import is_random_spec, parse_student_spec
 
 CARD_NAME = "README.md"
 MINILM = "MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2)"  # the bundled teacher, checkpoint.TEACHERS
@@ -39,7 +39,7 @@ GLUE_CONFIGS = {"cola": "cola", "sst-2": "sst2", "mrpc": "mrpc", "sts-b": "stsb"
                 "qnli": "qnli", "rte": "rte", "wnli": "wnli"}
 # our metric names -> the hub's metric ids (Hugging Face `evaluate`'s names)
 METRIC_IDS = {"acc": "accuracy", "f1": "f1", "mcc": "matthews_correlation", "pearson": "pearsonr",
-              "spearman": "spearmanr"}
+              "spearman": "spearmanr", "mse": "mse", "mae": "mae"}
 # keys of a results entry that are not dev metrics
 NOT_METRICS = {"step", "examples", "accuracy", "main_metric", "score", "params", "encoder_params", "latency_ms",
                "latency_ms_b32"}
@@ -113,24 +113,57 @@ def front_matter(name: str, task: str, metrics: dict[str, float], tags: list[str
 
 
 def markdown_table(rows: list[tuple[str, dict]], metrics: list[str]) -> str:
-    """A Markdown table: one row per (name, results entry), dev metrics x 100, sizes, latency if measured."""
-    timed = all("latency_ms" in r for _, r in rows)
+    """A Markdown table: one row per (name, results entry), dev metrics x 100 (MSE and MAE as they are), sizes,
+    latency if measured."""
+    timed = all("latency_ms" in r for _, r in rows if "params" in r)  # a baseline row has no model to time
     head = ["model", *(f"dev {m}" for m in metrics), "parameters", "encoder parameters"]
+    shown = lambda m, v: f"{v:.4f}" if m in D.LOWER_IS_BETTER else f"{100 * v:.2f}"  # errors in the labels' unit
     head += ["latency b1 (ms)", "latency b32 (ms)"] if timed else []
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows:
-        cells = [name, *(f"{100 * r[m]:.2f}" if m in r else "—" for m in metrics),
-                 f"{r['params']:,}", f"{r['encoder_params']:,}"]
-        cells += [f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"] if timed else []
+        cells = [name, *(shown(m, r[m]) if m in r else "—" for m in metrics),
+                 f"{r['params']:,}" if "params" in r else "—",
+                 f"{r['encoder_params']:,}" if "encoder_params" in r else "—"]
+        cells += ([f"{r['latency_ms']:.1f}", f"{r['latency_ms_b32']:.1f}"] if "latency_ms" in r else ["—", "—"]) \
+            if timed else []
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
-def usage(folder: Path, pair: bool) -> str:
-    """How to call the model: minibert's classifier, the predict command, transformers' pipeline."""
-    example, where = EXAMPLES[pair], shlex.quote(str(folder))
-    cli = ("--input pairs.csv --text-column sentence1 --text-pair-column sentence2" if pair
-           else '"a gripping film" "dull"')
+def example_input(data, pair: bool) -> tuple[str, str]:
+    """(the Python call's argument, the predict command's arguments): the first dev example of the run's
+    data (as its file writes it), else a made-up one (EXAMPLES). A pair is passed as {"text", "text_pair"}."""
+    example = None
+    try:
+        columns = D.Columns(data.text_column, data.text_pair_column, data.label_column)
+        files = D.task_files(data.task, data_dir=data.data, train_file=data.train_file, dev_file=data.dev_file,
+                             columns=columns, offline=True, need_dev=not data.validation_split)
+        path = files.dev[0][0] if files.dev else files.train
+        table = D.read_table(path) if files.by_name(path) else None
+        if table is not None:
+            text, text_pair, _ = D.resolve_columns(table, columns)
+            record = table.rows[0][1]
+            example = (str(record[text]).strip(), str(record[text_pair]).strip() if text_pair else None)
+        else:
+            first = D.read_examples(files.task, path)[0]
+            example = (first.text_a, first.text_b)
+    except (ValueError, OSError, IndexError, KeyError, AttributeError):  # no data at hand: a made-up example
+        pass
+    if example is None:
+        return EXAMPLES[pair], ('--input pairs.csv --text-column sentence1 --text-pair-column sentence2' if pair
+                                else '"a gripping film" "dull"')
+    text, text_pair = example
+    text = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0]
+    if text_pair is not None:
+        return json.dumps({"text": text, "text_pair": text_pair}, ensure_ascii=False), \
+            "--input pairs.csv --text-column sentence1 --text-pair-column sentence2"
+    return json.dumps(text, ensure_ascii=False), shlex.quote(text)
+
+
+def usage(folder: Path, pair: bool, data=None) -> str:
+    """How to call the model: minibert's classifier, the predict command, transformers' pipeline; the
+    example is the run's first dev text when the data is at hand (example_input)."""
+    (example, cli), where = example_input(data, pair), shlex.quote(str(folder))
     return "\n".join([
         "## Usage", "", "With minibert (NumPy, no PyTorch):", "", "```python", "from minibert import TextClassifier",
         f"clf = TextClassifier.from_pretrained({str(folder)!r})",
@@ -159,6 +192,11 @@ def describe_shape(folder: Path) -> tuple[str, list[str], bool]:
     return shape, labels, regression
 
 
+def kind_of_model(regression: bool) -> str:
+    """ "regression model" (one score, trained on MSE) or "classifier"."""
+    return "regression model (one output, trained on the mean squared error)" if regression else "classifier"
+
+
 def what_it_predicts(task: str, labels: list[str], regression: bool) -> str:
     if regression:
         return f"a regression on {task_title(task)}: one score per input"
@@ -181,7 +219,8 @@ def card(folder: Path, task: str, metrics_entry: dict, intro: str, details: list
     """A whole card: front matter, title, intro, details, results table, how it was made, usage."""
     metrics = dev_metrics(metrics_entry)
     parts = [front_matter(folder.name, task, metrics, tags), f"# {folder.name}", "", intro, "", *details, "",
-             "## Results", "", table, "", made_by(command, settings), usage(folder, is_pair_task(task))]
+             "## Results", "", table, "", made_by(command, settings),
+             usage(folder, is_pair_task(task), _by_type(settings).get("TaskDataSettings"))]
     return "\n".join(parts)
 
 
@@ -211,12 +250,15 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     main = student["main_metric"]
     command = command_line("minibert.distillation.pipeline", settings)
     origin = f"`{distill.teacher}`" if distill.teacher else f"{MINILM} fine-tuned in the same run, `{teacher_folder}`"
-    inter = (_stage(distill.inter_steps, distill.inter_epochs) if distill.inter_steps or distill.inter_epochs
-             else None)
     method = getattr(distill, "method", "tinybert")  # its losses: distill-task --help, --method
+    has_inter = "intermediate" in METHODS[method].stages  # kd, distilbert, pkd have no intermediate stage
+    inter = (_stage(distill.inter_steps, distill.inter_epochs) if has_inter and (distill.inter_steps or
+                                                                                 distill.inter_epochs) else None)
+    targets = ("the teacher's score as the target, mean squared error" if regression else
+               f"the teacher's logits as soft targets, temperature {distill.temperature:g}")
     stages = ((f"the intermediate-layer stage for {inter} at learning rate {distill.inter_lr:g}, then " if inter
                else "") +
-              f"the prediction stage (the teacher's logits as soft targets, temperature {distill.temperature:g}) for "
+              f"the prediction stage ({targets}) for "
               f"{_stage(distill.pred_steps, distill.pred_epochs)} at peak learning rate {distill.pred_lr:g}; batch "
               f"{training.batch_size}, seed {training.seed}, layer mapping {distill.mapping}. The student handed over "
               f"is the best of the dev evaluations (every {training.eval_steps} steps).")
@@ -234,8 +276,10 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                "Latency: minibert's forward pass at sequence 64, median of repeats, measured at the end of the run on "
                "the machine that trained it.")
     metric_names = list(dev_metrics(student))
-    table = markdown_table([(f"teacher (`{teacher_folder}`)", teacher), ("**this model**", student)], metric_names)
-    cards = {folder: card(folder, task, student, f"A {shape} classifier distilled by minibert.", details,
+    table = markdown_table([(f"teacher (`{teacher_folder}`)", teacher), ("**this model**", student),
+                            *baseline_row(results)], metric_names)
+    cards = {folder: card(folder, task, student, f"A {shape} {kind_of_model(regression)} distilled by minibert.",
+                          details,
                           table + "\n\n" + summary, command, settings,
                           ["minibert", "bert", "text-classification", "knowledge-distillation", method])}
     if not distill.teacher and (teacher_folder / checkpoint.CONFIG_NAME).is_file():
@@ -244,15 +288,16 @@ def pipeline_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                      f"- **Fine-tuned from**: {MINILM}, {_epochs(distill.teacher_epochs)} at learning rate "
                      f"{distill.teacher_lr:g}, batch {training.batch_size}, seed {training.seed}.", data_line(data),
                      f"- **Student**: the teacher of `{folder}`."]
-        cards[teacher_folder] = card(teacher_folder, task, teacher, f"A {t_shape} classifier fine-tuned by minibert "
-                                     "as a distillation teacher.", t_details,
+        cards[teacher_folder] = card(teacher_folder, task, teacher, f"A {t_shape} {kind_of_model(regression)} "
+                                     "fine-tuned by minibert as a distillation teacher.", t_details,
                                      markdown_table([("**this model**", teacher)], metric_names), command, settings,
                                      ["minibert", "bert", "text-classification"])
     return cards
 
 
 def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]:
-    """The fine-tuned folder's card (its final dev metrics) and, if kept, best/'s (the best dev score)."""
+    """The cards of the fine-tuned folder (the best dev checkpoint, when evaluated), its last/ (the model at
+    the end of training) and best/."""
     s = _by_type(settings)
     data, args = s["TaskDataSettings"], s["TrainArgs"]
     task = results["task"]
@@ -262,13 +307,20 @@ def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
     spec = results["model"]
     origin = (MINILM if spec == "minilm-l6" else
               f"encoder layers {spec.split(':', 1)[1]} (0-based) of {MINILM}" if spec.startswith("teacher:") else
-              f"a randomly initialised `{spec}`" if spec in PRESETS else f"`{spec}`")
+              f"a randomly initialised `{spec}`" if is_random_spec(spec) else f"`{spec}`")
     cards = {}
     final = {k: v for k, v in results["final"].items() if k != "step"}
+    best = {k: v for k, v in (results.get("best_eval") or {}).items() if k != "step"} or None
     main = args.metric_for_best  # finetune sets it to the task's main metric when not given
-    for folder, entry, which in ((out, final, "the model at the end of training"),
-                                 (out / "best", {main: results["best"]} if results.get("best") is not None else None,
-                                  f"the checkpoint with the best dev {main} of the fine-tuning in `{out}`")):
+    if results.get("handed_over") == "best" and best:
+        folders = ((out, best, f"the checkpoint with the best dev {main}, the model this run hands over (the one at "
+                               f"the end of training is in `last/`)"),
+                   (out / "last", final, f"the model at the end of training (the best dev {main} is in `{out}`)"),
+                   (out / "best", best, f"the trainer's copy of the best checkpoint, the same as `{out}`"))
+    else:
+        folders = ((out, final, "the model at the end of training (no dev evaluation chose another)"),
+                   (out / "last", final, f"the model at the end of training, the same as `{out}`"))
+    for folder, entry, which in folders:
         if entry is None or not (folder / checkpoint.CONFIG_NAME).is_file():
             continue
         shape, labels, regression = describe_shape(folder)
@@ -277,11 +329,19 @@ def finetune_cards(out: Path, results: dict, settings: tuple) -> dict[Path, str]
                    f"- **Fine-tuned from**: {origin}, {length} at learning rate {args.lr:g}, batch "
                    f"{args.batch_size}, seed {args.seed}; this folder holds {which}.",
                    data_line(data), f"- **Run time**: {results['wall_s']:,} s."]
-        table = markdown_table([("**this model**", {**entry, "params": params, "encoder_params": encoder})],
-                               list(dev_metrics(entry)))
-        cards[folder] = card(folder, task, entry, f"A {shape} classifier fine-tuned by minibert.", details, table,
+        rows = [("**this model**", {**entry, "params": params, "encoder_params": encoder}), *baseline_row(results)]
+        table = markdown_table(rows, list(dev_metrics(entry)))
+        cards[folder] = card(folder, task, entry, f"A {shape} {kind_of_model(regression)} fine-tuned by minibert.",
+                             details, table,
                              command, settings, ["minibert", "bert", "text-classification"])
     return cards
+
+
+def baseline_row(results: dict) -> list[tuple[str, dict]]:
+    """A regression's predict-the-mean row for a results table ([] for a classification): the number a
+    regression must beat, since a good correlation can hide a worse error than the mean's."""
+    b = results.get("baseline")
+    return [(f"predicting the {b['of']} ({b['mean']:.4g})", {"mse": b["mse"], "mae": b["mae"]})] if b else []
 
 
 def write_model_cards(out, results: dict, settings: tuple) -> list[Path]:

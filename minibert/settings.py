@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import DEVICES
-from .config import PRESETS
+from .config import PRESETS, SHAPE_HELP
 from . import data as D
 from .optim import SCHEDULES
 from .methods import GENERAL_METHODS, MAPPING_STRATEGIES, METHODS, method_help
@@ -143,9 +143,9 @@ def result_settings(*groups) -> dict:
     return {f.name: getattr(g, f.name) for g in groups if g is not None for f in fields(g) if f.metadata.get("result")}
 
 
-MODEL_HELP = (f"a preset for a fresh random model ({', '.join(sorted(PRESETS))}), a Hugging Face folder "
-              f"(config.json + model.safetensors), minilm-l6 (the teacher package), or teacher:0,2,4 "
-              f"(those MiniLM layers, finetune only)")
+MODEL_HELP = (f"a Hugging Face folder (config.json + model.safetensors), minilm-l6 (the pre-trained teacher package), "
+              f"a shape {SHAPE_HELP}, a preset for a fresh random model ({', '.join(sorted(PRESETS))}; a note says "
+              f"it is not pre-trained), or teacher:0,2,4 (those MiniLM layers, finetune only)")
 
 
 @dataclass
@@ -154,6 +154,9 @@ class ModelSettings:
 
     model: str = setting("tiny", MODEL_HELP, result=True)
     vocab: str | None = setting(None, "vocab.txt to use (default: the model folder's, else bert-base-uncased)", result=True)
+    new_head: bool = setting(False, "finetune --model FOLDER of a trained classifier: keep its encoder and start a new, "
+                                    "random classifier for this data's classes (other labels, another number of "
+                                    "them, or a regression), as transformers' ignore_mismatched_sizes", result=True)
 
     def __post_init__(self):
         check_fields(self)
@@ -166,7 +169,11 @@ class TaskDataSettings:
     task: str | None = setting(None, "GLUE task (default: sst-2, or your own data when --train-file/--dev-file are "
                                      "given without --task)", choices=D.TASKS)
     data: str | None = setting(None, "folder with the GLUE task's train.tsv and dev.tsv (default: <data root>/SST-2 "
-                                     "etc.; data roots: $MINIBERT_DATA, ./data, ../shared/data)")
+                                     "etc.; data roots: $MINIBERT_DATA, ./data, the repository's data/, the download "
+                                     "cache $MINIBERT_CACHE or ~/.cache/minibert/data, where a missing GLUE task is "
+                                     "downloaded, checksums verified, unless --offline)")
+    offline: bool = setting(False, "never download a missing GLUE task (also MINIBERT_OFFLINE=1): stop with a message "
+                                   "saying where it was looked for")
     train_file: str | None = setting(None, "training file: your own .csv, .tsv (with a header line) or .jsonl, or with "
                                            "--task a replacement for <data>/train.tsv in the task's layout, e.g. "
                                            "augment's train_aug.tsv")
@@ -177,8 +184,17 @@ class TaskDataSettings:
                                                  "text, sentence2 next to sentence1, else none)")
     label_column: str | None = setting(None, "column of the label (default: label, else score)")
     task_type: str = setting("auto", "your own data's labels: auto (integers or words: classification, classes "
-                                     "sorted; decimal scores: regression), classification or regression",
+                                     "sorted; numbers with decimals, 1.0 or 3.5: regression), classification or "
+                                     "regression; the run's first line says which, and why",
                              choices=D.files.TASK_TYPES)
+    labels: list[str] | None = setting(None, "your own data's classes, in id order (default: the training file's "
+                                             "labels, sorted); a training label not among them is an error",
+                                       metavar="LABEL")
+    drop_unknown_dev_labels: bool = setting(False, "leave out dev rows whose label is not a class (counted on the "
+                                                   "terminal) instead of stopping at the first")
+    validation_split: float = setting(0.0, "hold out this fraction of the training examples as the dev set, seeded "
+                                           "by --seed and stratified by class, instead of a dev file (0: use "
+                                           "--dev-file, or the task's dev set)")
     max_length: int = setting(64, "maximum tokens per example, [CLS] and [SEP] included, at most the model's "
                                   "max_position_embeddings; longer examples are cut (the longer text of a pair "
                                   "first) and the log says how many", minimum=1)
@@ -187,6 +203,9 @@ class TaskDataSettings:
 
     def __post_init__(self):
         check_fields(self)
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ValueError(f"TaskDataSettings.validation_split={self.validation_split}: expected a fraction in "
+                             f"[0, 1)")
 
 
 @dataclass
@@ -262,6 +281,8 @@ class TrainArgs:
     save_total_limit: int = setting(2, "how many checkpoint-<step>/ folders to keep, the newest (best/ is kept "
                                        "apart)", minimum=1)
     metric_for_best: str = setting("", "evaluation metric whose best value is kept in output_dir/best")
+    early_stopping_patience: int = setting(0, "stop when this many evaluations in a row have not improved "
+                                              "--metric-for-best (0: never; needs --eval-steps)")
     progress: bool = setting(True, "show a progress bar")
     overwrite_output_dir: bool = setting(False, "start afresh in an output folder that holds another run's "
                                                 "checkpoints, deleting them (and its metrics.jsonl and best/); "
@@ -275,7 +296,11 @@ class TrainArgs:
     def __post_init__(self):
         check_fields(self)
         checks = {
-            "epochs": self.epochs > 0 or self.max_steps > 0,
+            "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1, "lr": self.lr >= 0,
+            "epochs": self.epochs > 0 or self.max_steps > 0, "max_steps": self.max_steps >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio <= 1, "weight_decay": self.weight_decay >= 0,
+            "log_steps": self.log_steps >= 1, "eval_steps": self.eval_steps >= 0, "save_steps": self.save_steps >= 0,
+            "save_total_limit": self.save_total_limit >= 1, "early_stopping_patience": self.early_stopping_patience >= 0,
             "resume_override": all(k in OVERRIDABLE for k in self.resume_override or ()),
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -307,7 +332,8 @@ class GeneralDistillSettings:
     """TinyBERT stage 1: which teacher and student (optimisation is TrainArgs, the text CorpusSettings)."""
 
     teacher: str = setting("minilm-l6", "pre-trained teacher: minilm-l6 or a folder", result=True)
-    student: str = setting("tinybert-3", "a preset (random init), teacher:0,2,4 (copied layers) or a folder", result=True)
+    student: str = setting("tinybert-3", "a preset or a shape such as 3x256 (random init), teacher:0,2,4 (copied "
+                                         "layers) or a folder", result=True)
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)", result=True)
     mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
                            choices=MAPPING_STRATEGIES, result=True)
@@ -332,8 +358,10 @@ class TaskDistillSettings:
 
     teacher: str | None = setting(None, "folder of the teacher fine-tuned on the task; the pipeline without it "
                                         "fine-tunes the MiniLM-L6 teacher on the training examples first", result=True)
-    student: str = setting("teacher:0,2,4", "teacher:0,2,4 (copy teacher layers), a preset (random init), or a folder "
-                                            "such as distill-general's output", result=True)
+    student: str = setting("teacher:0,5", "teacher:0,5 (copy those teacher layers; the default, the teacher's first and "
+                                          "last: about 3x its speed, the quick job's and docs/study.md's student), "
+                                          "a shape such as 3x256 or a preset (random init), or a folder such as "
+                                          "distill-general's output", result=True)
     fit_dense_mismatch: str = setting(
         "error", "a --student folder whose fit_dense.safetensors does not fit this teacher's width: error (stop, "
                  "naming the file), or reinit (start the projection afresh, with a log line)",
@@ -341,8 +369,14 @@ class TaskDistillSettings:
     vocab: str | None = setting(None, "vocab.txt (default: the teacher's)", result=True)
     mapping: str = setting("uniform", "layer mapping (pkd: uniform is Patient KD's skip, top its last)",
                            choices=MAPPING_STRATEGIES, result=True)
-    method: str = setting("tinybert", METHOD_HELP, choices=tuple(METHODS), result=True)
-    temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)", above=0, result=True)
+    method: str = setting("tinybert", METHOD_HELP + ". The default, tinybert, runs both stages (--inter-*, then "
+                                       "--pred-*): its intermediate stage added 2.4 points on all of SST-2 "
+                                       "(docs/results.md). kd is the cheaper choice at a fixed budget: on 1,000 SST-2 "
+                                       "labels and the same number of steps it gained +2.75 points over fine-tuning "
+                                       "the same student, tinybert +2.29 (docs/study.md)", choices=tuple(METHODS),
+                          result=True)
+    temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)",
+                                 above=0, result=True)
     alpha: float = setting(1.0, "kd, distilbert, pkd: weight of the soft targets; the gold labels' cross-entropy "
                                 "gets 1 - alpha (1: the teacher alone)", maximum=1, result=True)
     beta: float = setting(1.0, "distilbert: weight of the hidden-state cosine loss; pkd: of the [CLS] patient loss", result=True)
@@ -351,10 +385,9 @@ class TaskDistillSettings:
     cache_teacher: bool = setting(True, "compute the frozen teacher's logits once per example and reuse them in later "
                                         "epochs of the prediction stage (CPU backend)", result=True)
     inter_steps: int = setting(0, "intermediate-layer steps; 0: use --inter-epochs")
-    inter_epochs: float = setting(0.0, "intermediate-layer epochs; 0 with --inter-steps 0 skips the stage (the "
-                                       "default: at an equal number of steps it did not beat the prediction stage "
-                                       "alone on 1,000 SST-2 labels, 3 seeds, docs/study.md; with a full epoch added "
-                                       "on all of SST-2 it gained 2.4 points, docs/results.md)")
+    inter_epochs: float = setting(1.0, "intermediate-layer epochs, for a method with that stage (tinybert, minilm, "
+                                       "minilmv2; kd, distilbert and pkd have none); 0 with --inter-steps 0 skips the "
+                                       "stage")
     inter_lr: float = setting(5e-5, "intermediate-layer learning rate, constant")
     pred_steps: int = setting(0, "prediction-layer steps; 0: use --pred-epochs")
     pred_epochs: float = setting(1.0, "prediction-layer epochs")
@@ -422,8 +455,12 @@ class AugmentSettings:
 class PredictSettings:
     """Predictions of a fine-tuned or distilled classifier folder (the predict command; see inference.py)."""
 
-    texts: list[str] | None = setting(None, "texts to classify (or --input)", metavar="TEXT", positional=True)
-    model: str = setting("runs/quick/student", "the classifier's folder (config.json, model.safetensors, vocab.txt)")
+    texts: list[str] | None = setting(None, "texts to label (or --input); a blank or whitespace-only text, here or in "
+                                            "--input, is skipped and counted on the terminal, with its line, and gets "
+                                            "no output row",
+                                      metavar="TEXT", positional=True)
+    model: str | None = setting(None, "required: the classifier's folder (config.json, model.safetensors, vocab.txt), "
+                                      "e.g. runs/quick/student or a finetune --output-dir")
     input: str | None = setting(None, "file of texts: .txt (one per line), or .csv/.tsv (with a header) or .jsonl "
                                       "holding --text-column", metavar="FILE")
     output: str | None = setting(None, "write the predictions here: .jsonl (text, label, score, scores by label) or "
@@ -433,6 +470,9 @@ class PredictSettings:
                                             "sentence, sentence1)")
     text_pair_column: str | None = setting(None, "the column holding each text's pair, for a pair task (default: "
                                                  "text_pair next to text, sentence2 next to sentence1, else none)")
+    keep_columns: list[str] | None = setting(None, "columns of --input to copy into each output row (an id, a gold "
+                                                   "label); one named like an output field (text, label, score, "
+                                                   "...) is written as input_<name>", metavar="COLUMN")
     batch_size: int = setting(32, "texts per forward pass (sorted by length first, so each batch pads little)", minimum=1)
     max_length: int = setting(0, "maximum tokens per text, [CLS] and [SEP] included; longer texts are cut and "
                                  "counted; 0: the model's max_position_embeddings (512 for BERT)")

@@ -41,6 +41,7 @@ from pathlib import Path
 from .messages import say
 from . import data as D
 from . import distributed
+from .backend import require as require_device
 from .explainer import explain_command
 from .finetune import evaluate_folder, finetune
 from .errors import UsageError, UserError
@@ -160,14 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, VocabSettings, "vocabulary")
 
     p = command("pretrain", cmd_pretrain, "pre-train a BERT with masked-LM + next-sentence prediction")
-    add_flags(p, ModelSettings, "model", model="tiny")
+    add_flags(p, ModelSettings, "model", only=("model", "vocab"), model="tiny")
     add_flags(p, CorpusSettings, "corpus", dupe_factor=2)
     add_flags(p, MaskingSettings, "masking")
     add_flags(p, TrainArgs, "training", output_dir="runs/pretrain", lr=1e-3, batch_size=32, max_steps=1000,
               eval_steps=200, save_steps=200, warmup_ratio=0.05)
     add_flags(p, RunOptions, "run")
 
-    p = command("finetune", cmd_finetune, "fine-tune a BERT on a GLUE task")
+    p = command("finetune", cmd_finetune, "fine-tune a BERT (a classifier, or a regression for scores) on a GLUE "
+                "task or your own CSV/TSV/JSON Lines files (--train-file, --dev-file or --validation-split)")
     add_flags(p, ModelSettings, "model", model="minilm-l6")
     add_flags(p, TaskDataSettings, "task data")
     add_flags(p, TrainArgs, "training", output_dir="runs/finetune", lr=5e-5, batch_size=32, epochs=1.0,
@@ -182,34 +184,40 @@ def build_parser() -> argparse.ArgumentParser:
               eval_steps=500, save_steps=250, warmup_ratio=0.05)
     add_flags(p, RunOptions, "run")
 
-    p = command("augment", cmd_augment, "TinyBERT data augmentation of a task's train.tsv (masked-LM + GloVe "
+    p = command("augment", cmd_augment, "TinyBERT data augmentation of a training file: your own CSV/TSV/JSON "
+                "Lines (--train-file, rows written as you wrote them) or a GLUE task's train.tsv (masked-LM + GloVe "
                 "candidates)")
     add_flags(p, TaskDataSettings, "task data", only=("task", "data", "train_file", "text_column", "text_pair_column",
                                                       "label_column", "task_type", "max_train_examples"))
     add_flags(p, AugmentSettings, "augmentation")
     add_flags(p, CorpusSettings, "corpus (for the masked-LM head)", dupe_factor=1)
 
-    p = command("distill-task", cmd_distill_task, "TinyBERT stage 2: intermediate-layer then prediction-layer "
-                "distillation on a task, from a fine-tuned teacher")
+    p = command("distill-task", cmd_distill_task, "task distillation from a fine-tuned teacher, on a GLUE task or your "
+                "own files: with the default --method tinybert, the intermediate-layer stage then the prediction-layer "
+                "stage (--inter-*, --pred-*)")
     add_flags(p, TaskDataSettings, "task data")
     add_flags(p, TaskDistillSettings, "task distillation", teacher="runs/teacher-sst2")
     add_flags(p, TrainArgs, "training (every stage)", only=SHARED_BY_STAGES,
               **{**TASK_DISTILL_TRAINING, "output_dir": "runs/distill"})
     add_flags(p, RunOptions, "run")
 
-    p = command("pipeline", cmd_distill_task, "teacher fine-tuning (unless --teacher) + task distillation + the "
-                "teacher/student table")
+    p = command("pipeline", cmd_distill_task, "teacher fine-tuning (unless --teacher) + task distillation (default: "
+                "TinyBERT's intermediate then prediction stages, student teacher:0,5) + the teacher/student table, on "
+                "a GLUE task or your own files")
     add_flags(p, TaskDataSettings, "task data")
     add_flags(p, TaskDistillSettings, "task distillation")
     add_flags(p, TrainArgs, "training (every stage)", only=SHARED_BY_STAGES, **TASK_DISTILL_TRAINING)
     add_flags(p, RunOptions, "run")
 
-    p = command("evaluate", cmd_evaluate, "evaluate a fine-tuned model on a GLUE dev set")
-    add_flags(p, ModelSettings, "model", model="runs/finetune")
+    p = command("evaluate", cmd_evaluate, "evaluate a fine-tuned or distilled folder on a dev set: a GLUE "
+                "task's or your own file (--dev-file); per-class precision/recall/F1 and the confusion matrix, or a "
+                "regression's errors and the predict-the-mean baseline")
+    add_flags(p, ModelSettings, "model", only=("model", "vocab"), model="runs/finetune")
     add_flags(p, TaskDataSettings, "task data")
 
-    p = command("predict", cmd_predict, "classify texts (arguments or --input FILE) with a fine-tuned or distilled "
-                "model folder: label, score and every class's score, as JSON lines or TSV")
+    p = command("predict", cmd_predict, "label (or score, for a regression) texts, arguments or --input FILE, "
+                "with a fine-tuned or distilled model folder (--model, required): label, score and every class's "
+                "score, as JSON lines or TSV; blank inputs are skipped and reported")
     add_flags(p, PredictSettings, "prediction")
 
     p = command("explain", cmd_explain, "one self-contained HTML page of a model's attention and prediction on "
@@ -265,6 +273,7 @@ def main(argv=None) -> None:
             say("no command given: running the quick TinyBERT pipeline on SST-2 "
                 f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
             a = parse_args(QUICK_PIPELINE, parser)
+        require_device(getattr(a, "device", "numpy"))  # --device cupy without CuPy: one line, exit 2, before any work
         # one stop request for the whole command: every stage, evaluation and benchmark checks it (interrupts.py)
         with distributed.abort_on_error(EXPECTED), StopSignals():  # under mpiexec: an error on one process ends all
             w = distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints

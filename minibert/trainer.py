@@ -259,12 +259,14 @@ class Trainer:
         t0, tokens0 = time.perf_counter(), st.tokens
         last_good = ckpt.latest_checkpoint(self.out)
         interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
+        self.stopped_early = self._patience_exhausted()  # a resumed run that had already stopped early stays stopped
         if self._stop_signal(stop):  # the command was asked to stop before this stage began
             bar.close()
             raise Interrupted(stop.signum, st.step, last_good)
-        if st.step < self.total_steps and self._due_evaluation():  # resumed where a signal stopped an evaluation
-            self._evaluate_or_stop(log_path, stop, bar, last_good)
-        while st.step < self.total_steps:
+        if st.step < self.total_steps and not self.stopped_early and self._due_evaluation():
+            self._evaluate_or_stop(log_path, stop, bar, last_good)  # resumed where a signal stopped an evaluation
+            self.stopped_early = w.broadcast(self._patience_exhausted())
+        while st.step < self.total_steps and not self.stopped_early:
             zero_grads(self.grads)
             losses = {}  # this step's losses, mean over its micro-batches: 0-d float64 arrays, on the device
             for _ in range(a.grad_accum):
@@ -308,10 +310,14 @@ class Trainer:
                 raise Interrupted(stop.signum, st.step, last_good)
             if evaluate:
                 self._evaluate_or_stop(log_path, stop, bar, last_good)
+                self.stopped_early = w.broadcast(self._patience_exhausted())
+                if self.stopped_early:
+                    say(f"early stopping at step {st.step}: {a.early_stopping_patience} evaluations without a better "
+                        f"{a.metric_for_best} (best {st.best_metric:.4f}; --early-stopping-patience)")
             if save:
                 last_good = self._save(last_good)
         bar.close()
-        if self._due_evaluation():  # the final one (already done when a finished run is resumed)
+        if not self.stopped_early and self._due_evaluation():  # the final one (an early stop has just evaluated)
             if self._on_disk != st.step:  # the trained weights are saved before a long evaluation
                 last_good = self._save(last_good)
             self._evaluate_or_stop(log_path, stop, None, last_good)
@@ -324,6 +330,15 @@ class Trainer:
         if w.size > 1:  # every process returns rank 0's evaluations, once its files are written
             st.history, st.best_metric = w.broadcast((st.history, st.best_metric))
         return st
+
+    def _patience_exhausted(self) -> bool:
+        """True when the last `early_stopping_patience` evaluations (of the history, which a checkpoint keeps:
+        a resume decides alike) did not beat the best before them on metric_for_best."""
+        patience, key = self.args.early_stopping_patience, self.args.metric_for_best
+        scores = [h[key] for h in self.state.history if key in h]
+        if not patience or not key or len(scores) <= patience:
+            return False
+        return max(scores[-patience:]) <= max(scores[:-patience])
 
     def _log(self, log_path: Path, bar, losses: dict, lr: float, epoch: int, rate: float) -> None:
         """A metrics.jsonl line and the bar's numbers: this step's losses (summed over the processes), lr, tokens."""

@@ -18,6 +18,9 @@ import pytest
 from minibert import BertConfig, kernels
 
 REPO = Path(__file__).resolve().parent.parent
+# No test downloads anything: a GLUE task missing from the data roots is an error here, not a fetch
+# (the fetching itself is tested against a local server, test_practitioner.py, which lifts this).
+os.environ["MINIBERT_OFFLINE"] = "1"
 NOTEBOOKS = REPO / "notebooks"
 if str(NOTEBOOKS) not in sys.path:
     # as the notebooks' setup cell does: exercises.py, gradcheck.py, solutions/ importable

@@ -372,8 +372,9 @@ def test_tasks_registry():
     assert {k: v.main_metric for k, v in D.TASKS.items()} == {
         "sst-2": "acc", "cola": "mcc", "mrpc": "acc", "sts-b": "pearson", "qqp": "acc", "mnli": "acc", "qnli": "acc",
         "rte": "acc", "wnli": "acc"}
-    assert {k: v.metrics for k, v in D.TASKS.items() if len(v.metrics) > 1} == {  # GLUE's official metrics
-        "mrpc": ("acc", "f1", "acc_and_f1"), "sts-b": ("pearson", "spearman"), "qqp": ("acc", "f1", "acc_and_f1")}
+    assert {k: v.metrics for k, v in D.TASKS.items() if len(v.metrics) > 1} == {  # GLUE's official metrics (+ errors)
+        "mrpc": ("acc", "f1", "acc_and_f1"), "sts-b": ("pearson", "spearman", "mse", "mae"),
+        "qqp": ("acc", "f1", "acc_and_f1")}
     assert {k: v.dir for k, v in D.TASKS.items()} == {
         "sst-2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "sts-b": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
         "rte": "RTE", "wnli": "WNLI"}
@@ -521,7 +522,8 @@ def test_correlations_match_scipy():
     with pytest.raises(ValueError, match="empty set"):
         D.spearman([], [])
     dev = D.compute_metrics("sts-b", [[0.1], [0.4], [0.2]], [1.0, 3.0, 2.5])
-    assert dev == pytest.approx({"pearson": stats.pearsonr([0.1, 0.4, 0.2], [1.0, 3.0, 2.5])[0], "spearman": 1.0})
+    assert dev == pytest.approx({"pearson": stats.pearsonr([0.1, 0.4, 0.2], [1.0, 3.0, 2.5])[0], "spearman": 1.0,
+                                 "mse": (0.9 ** 2 + 2.6 ** 2 + 2.3 ** 2) / 3, "mae": (0.9 + 2.6 + 2.3) / 3})
 
 
 def test_metrics_match_written_out_formulas():
@@ -671,7 +673,8 @@ def test_pretraining_batches(pretrain):
 
 def test_load_task_data_finds_and_truncates(data_dir, tok, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIBERT_DATA", str(data_dir))
-    assert D.data_roots()[0] == data_dir and D.data_roots()[1:] == [Path("data"), REPO / "data", Path("../shared/data")]
+    monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path / "cache"))
+    assert D.data_roots()[0] == data_dir and D.data_roots()[1:] == [Path("data"), REPO / "data", tmp_path / "cache"]
     assert D.default_vocab() == data_dir / "bert-base-uncased" / "vocab.txt"
     spec, train, dev = D.load_task_data("MRPC", tok, max_length=32, max_train_examples=10, max_eval_examples=7)
     assert spec is D.TASKS["mrpc"] and len(train) == 10 and len(dev) == 7
@@ -690,15 +693,16 @@ def test_load_task_data_finds_and_truncates(data_dir, tok, tmp_path, monkeypatch
 
 def test_find_data_error_says_how_to_get_the_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # no ./data or ../shared/data here
+    monkeypatch.chdir(tmp_path)  # no ./data here
     monkeypatch.setattr(D.roots, "_REPO_DATA", tmp_path / "repo-data")
+    monkeypatch.setenv("MINIBERT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(D.DataNotFoundError) as err:
         D.find_data("NOPE", "--data")
     assert isinstance(err.value, FileNotFoundError)
     msg = str(err.value)
-    assert f"cannot find 'NOPE' under {tmp_path}, data, {tmp_path / 'repo-data'}, ../shared/data" in msg
+    assert f"cannot find 'NOPE' under {tmp_path}, data, {tmp_path / 'repo-data'}, {tmp_path / 'cache'}" in msg
     assert "Point --data at it, set MINIBERT_DATA" in msg and "python data/prepare_glue.py" in msg
-    with pytest.raises(D.DataNotFoundError, match="cannot find 'STS-B'"):
+    with pytest.raises(D.DataNotFoundError, match="cannot find 'STS-B'.*Staying offline"):  # conftest: offline
         D.load_task_data("sts-b", tokenizer=None)
     (tmp_path / "STS-B").mkdir()
     assert D.find_data("STS-B", "--data") == tmp_path / "STS-B"

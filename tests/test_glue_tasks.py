@@ -100,10 +100,12 @@ def write_task(root: Path, folder: str, files: dict) -> Path:
 
 
 @pytest.fixture
-def glue_root(tmp_path, monkeypatch):
-    """A data root holding QQP, MNLI and QNLI fixtures, found as any data root is."""
+def glue_root(tmp_path, monkeypatch, data_dir):
+    """A data root holding QQP, MNLI and QNLI fixtures, found as any data root is, and BERT's vocabulary."""
     for folder, files in (("QQP", QQP), ("MNLI", MNLI), ("QNLI", QNLI)):
         write_task(tmp_path, folder, files)
+    (tmp_path / "bert-base-uncased").mkdir()
+    (tmp_path / "bert-base-uncased" / "vocab.txt").symlink_to(data_dir / "bert-base-uncased" / "vocab.txt")
     monkeypatch.setenv("MINIBERT_DATA", str(tmp_path))
     return tmp_path
 
@@ -162,7 +164,7 @@ def test_mnli_is_scored_on_matched_and_mismatched_dev_sets(glue_root, tok):
     assert json.loads((out / "config.json").read_text())["id2label"] == {
         "0": "contradiction", "1": "entailment", "2": "neutral"}
     assert set(evaluate_folder(ModelSettings(str(out)), TaskDataSettings("mnli"))) == {
-        "task", "model", "examples", "examples_mm", "acc", "acc_mm"}
+        "task", "model", "examples", "examples_mm", "acc", "acc_mm", "per_class", "confusion_matrix"}
 
 
 def test_a_model_s_own_label_order_is_respected(glue_root, tok):

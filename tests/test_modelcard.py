@@ -49,21 +49,28 @@ def test_finetune_writes_a_card_whose_numbers_are_the_runs(tmp_path, data_dir):
     assert meta["library_name"] == "minibert" and meta["pipeline_tag"] == "text-classification"
     assert meta["datasets"] == ["nyu-mll/glue"] and meta["metrics"] == ["accuracy"]
     final = {k: v for k, v in results["final"].items() if k != "step"}
-    assert index_metrics(meta) == {f"dev {k}": v for k, v in final.items()}  # exactly results.json's values
+    best = {k: v for k, v in results["best_eval"].items() if k != "step"}  # the folder holds the best checkpoint
+    assert results["handed_over"] == "best" and best["acc"] == results["best"]
+    assert index_metrics(meta) == {f"dev {k}": v for k, v in best.items()}  # exactly results.json's values
     card = ModelCard.load(folder / "README.md")  # the hub's parser agrees
     (result,) = card.data.eval_results
     assert (result.dataset_type, result.dataset_config, result.metric_type, result.metric_value) == (
-        "nyu-mll/glue", "sst2", "accuracy", final["acc"])
+        "nyu-mll/glue", "sst2", "accuracy", best["acc"])
     model = BertForSequenceClassification.from_pretrained(folder)
     row = table_row(body, "**this model**")
-    assert row == ["**this model**", f"{100 * final['acc']:.2f}", f"{model.num_parameters():,}",
+    assert row == ["**this model**", f"{100 * best['acc']:.2f}", f"{model.num_parameters():,}",
                    f"{sum(p.size for n, p in model.named_parameters().items() if '.encoder.' in n):,}"]
     assert f"Fine-tuned from**: a randomly initialised `tiny`, {results['steps']} steps at learning rate 5e-05" in body
     assert "python -m minibert.train " + " ".join(argv) in body  # the command as typed
     assert 'TextClassifier.from_pretrained(\'ft\')' in body and "pipeline(\"text-classification\", model='ft')" in body
-    best_meta, best_body = parse(folder / "best")  # the best dev checkpoint has its own card
+    assert "the checkpoint with the best dev acc, the model this run hands over" in body
+    best_meta, best_body = parse(folder / "best")  # the trainer's copy of the best has its own card
     assert index_metrics(best_meta) == {"dev acc": results["best"]}
-    assert "the checkpoint with the best dev acc" in best_body
+    assert "the trainer's copy of the best checkpoint" in best_body
+    last_meta, last_body = parse(folder / "last")  # and the model at the end of training
+    assert index_metrics(last_meta) == {f"dev {k}": v for k, v in final.items()}
+    assert "the model at the end of training" in last_body
+    assert "a gripping film" not in body  # the usage example is a dev sentence of the task
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +96,7 @@ def test_pipeline_cards_for_the_student_and_the_teacher_it_fine_tuned(pipeline_r
     assert "encoder layers 0,5 (0-based)" in body and "its first 64 examples" in body
     # run from Python: the call with the settings that differ from the defaults, then every setting
     assert ("minibert.distillation.pipeline(TaskDataSettings(task='sst-2', max_length=32, max_train_examples=64, "
-            "max_eval_examples=32), TaskDistillSettings(student='teacher:0,5', inter_steps=2") in body
+            "max_eval_examples=32), TaskDistillSettings(inter_steps=2") in body
     settings_json = body.split("```json\n", 1)[1].split("```", 1)[0]
     assert json.loads(settings_json) == {"TaskDataSettings": asdict(data), "TaskDistillSettings": asdict(settings),
                                          "TrainArgs": asdict(training), "RunOptions": asdict(RunOptions())}

@@ -240,7 +240,7 @@ def test_your_own_csv_from_the_command_line(tmp_path, data_dir):
         (["evaluate", "--model", "model", "--dev-file", "train.csv", "--label-column", "stars"],
          "train.csv: no column 'stars' (--label-column); the columns are 'text', 'label'"),
         (["finetune", "--model", "tiny", "--train-file", "train.csv", "--output-dir", "x"],
-         "your own data needs --dev-file too (or --task for a GLUE task's dev set)"),
+         "your own data needs --dev-file too (or --task for a GLUE task's dev set, or --validation-split FRACTION)"),
     ]:
         out = _run_cli(*args, cwd=tmp_path, env=env)
         assert out.returncode == 1 and out.stderr.strip() == f"error: {message}", (args, out.stderr)

@@ -140,7 +140,7 @@ def test_regression_files(tmp_path, tok):
     write(tmp_path / "train.tsv", "sentence1\tsentence2\tscore\na\tb\t0.5\nc\td\t4\n")
     write(tmp_path / "dev.tsv", "sentence1\tsentence2\tscore\ne\tf\t2.25\n")
     spec, train, dev = D.load_task_sets(None, tok, train_file=tmp_path / "train.tsv", dev_file=tmp_path / "dev.tsv")
-    assert spec.is_regression and spec.is_pair and spec.metrics == ("pearson", "spearman")
+    assert spec.is_regression and spec.is_pair and spec.metrics == ("pearson", "spearman", "mse", "mae")
     assert train.labels.dtype == np.float32 and train.labels.tolist() == [0.5, 4.0]
     assert dev[""].labels.tolist() == [2.25]
     with pytest.raises(ValueError, match="--task-type classification: task 'sts-b' is a regression"):
@@ -227,7 +227,7 @@ def test_a_regression_model_is_saved_and_read_as_transformers_does(tmp_path):
     data = TaskDataSettings(train_file=str(tmp_path / "train.jsonl"), dev_file=str(tmp_path / "train.jsonl"))
     summary = finetune(ModelSettings("tiny"), data, TrainArgs(output_dir=str(tmp_path / "m"), max_steps=2, batch_size=4,
                                                               eval_steps=2, progress=False))
-    assert set(summary["final"]) == {"step", "pearson", "spearman"}
+    assert set(summary["final"]) == {"step", "pearson", "spearman", "mse", "mae"}
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "LABEL_0"}
     model = BertForSequenceClassification.from_pretrained(tmp_path / "m")

@@ -247,6 +247,24 @@ def class_key(label: str) -> str:
     return str(int(label)) if is_integer(label) else label
 
 
+def why_label_kind(rows: list[Row], task_type: str, kind: str) -> str:
+    """Why `label_kind` read these labels as it did, for the log line every run starts with. Labels that
+    are all whole numbers written with decimals ("1.0".."4.0") become a regression under auto, which may
+    well be classes: the reason then says how to read them as classes."""
+    if task_type != "auto":
+        return f"--task-type {task_type}"
+    labels = [r.label for r in rows]
+    if kind == "classification":
+        return ("--task-type auto: every label is an integer, classes sorted numerically" if all(map(is_integer, labels))
+                else "--task-type auto: the labels are words, classes sorted alphabetically")
+    values = {float(label) for label in labels}
+    if len(values) <= 20 and all(v.is_integer() for v in values):
+        shown = ", ".join(sorted({label for label in labels}, key=float)[:6])
+        return (f"--task-type auto: numbers written with decimals ({shown}) are read as scores; if they are "
+                f"{len(values)} classes, give --task-type classification")
+    return "--task-type auto: the labels are numbers, some not integers, read as scores"
+
+
 def label_kind(rows: list[Row], task_type: str, path) -> tuple[str, tuple[str, ...] | None]:
     """("classification", the class names in id order) or ("regression", None) for these
     training rows, by `task_type` (auto, classification, regression; see the module docstring).

@@ -1,7 +1,8 @@
 """Evaluation metrics of the GLUE tasks, as plain functions of (predictions, labels).
 
     accuracy(preds, labels); f1(...); matthews_corrcoef(...)      # class ids, (N,) each
-    pearson(preds, labels); spearman(...)                         # float scores, (N,) each
+    pearson(preds, labels); spearman(...); mse(...); mae(...)     # float scores, (N,) each
+    per_class(preds, labels, names)                               # precision/recall/F1 per class, confusion
 
 Each metric is written out (no scikit-learn, no scipy.stats) and checked against those
 libraries in the tests. The two tables at the bottom name every metric a task may list:
@@ -99,6 +100,53 @@ def spearman(preds, labels) -> float:
     return pearson(_average_ranks(preds), _average_ranks(labels))
 
 
+def mse(preds, labels) -> float:
+    """Mean squared error, in float64. Beside the correlations, because a regression can correlate
+    well and still be off in scale or offset: only an error says whether it beats predicting the mean."""
+    preds, labels = _as_label_arrays(preds, labels)
+    return float(np.mean((preds.astype(np.float64) - labels.astype(np.float64)) ** 2))
+
+
+def mae(preds, labels) -> float:
+    """Mean absolute error, in float64 (in the labels' own unit)."""
+    preds, labels = _as_label_arrays(preds, labels)
+    return float(np.mean(np.abs(preds.astype(np.float64) - labels.astype(np.float64))))
+
+
+def mean_baseline(train_labels, dev_labels) -> dict:
+    """What predicting the training labels' mean for every dev example scores: {"mean", "mse", "mae"}
+    (its correlations are undefined: a constant). A regression that does not beat it has learnt nothing."""
+    mean = float(np.mean(np.asarray(train_labels, dtype=np.float64)))
+    constant = np.full(len(dev_labels), mean)
+    return {"mean": mean, "mse": mse(constant, dev_labels), "mae": mae(constant, dev_labels)}
+
+
+def confusion_matrix(preds, labels, num_classes: int) -> np.ndarray:
+    """(C, C) int64 counts: rows the true class, columns the predicted one (as scikit-learn)."""
+    preds, labels = _as_label_arrays(preds, labels)
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (labels.astype(np.int64), preds.astype(np.int64)), 1)
+    return cm
+
+
+def per_class(preds, labels, names) -> dict:
+    """Per-class precision, recall, F1 and support, and the confusion matrix, for class ids 0..C-1 named `names`:
+    {"per_class": {name: {"precision", "recall", "f1", "support"}}, "confusion_matrix": {"labels": names,
+    "matrix": [[...]] (rows true, columns predicted)}}. A ratio with a zero denominator is 0.0 (scikit-learn's
+    zero_division=0)."""
+    cm = confusion_matrix(preds, labels, len(names))
+    tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)  # (C,) each
+    out = {}
+    for i, name in enumerate(names):
+        p = tp[i] / predicted[i] if predicted[i] else 0.0
+        r = tp[i] / actual[i] if actual[i] else 0.0
+        out[str(name)] = {"precision": float(p), "recall": float(r), "f1": float(2 * p * r / (p + r)) if p + r else 0.0,
+                          "support": int(actual[i])}
+    return {"per_class": out, "confusion_matrix": {"labels": [str(n) for n in names], "matrix": cm.tolist()}}
+
+
 # Every metric a task can name in `TaskSpec.metrics`, by the kind of label it scores.
 CLASSIFICATION_METRICS = {"acc": accuracy, "f1": f1, "acc_and_f1": acc_and_f1, "mcc": matthews_corrcoef}
-REGRESSION_METRICS = {"pearson": pearson, "spearman": spearman}
+REGRESSION_METRICS = {"pearson": pearson, "spearman": spearman, "mse": mse, "mae": mae}
+# Metrics where lower is better: model selection (trainer.py) and the model cards read them the other way
+LOWER_IS_BETTER = ("mse", "mae")

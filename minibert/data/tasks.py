@@ -87,6 +87,7 @@ class TaskSpec:
     main_metric: str
     label_names: tuple[str, ...] | None = None
     dev_sets: tuple[tuple[str, str], ...] = (("dev.tsv", ""),)
+    origin: str = ""  # how the kind and classes were found, for the log line a run starts with (roots.read_task)
 
     def __post_init__(self):
         known = REGRESSION_METRICS if self.is_regression else CLASSIFICATION_METRICS
@@ -148,7 +149,7 @@ _GLUE = (
     TaskSpec("mrpc", "MRPC", 3, 4, 0, True, ("0", "1"), ("acc", "f1", "acc_and_f1"), "acc",
              ("not_equivalent", "equivalent")),
     # index genre filename year old_index source1 source2 sentence1 sentence2 score; score in [0, 5]
-    TaskSpec("sts-b", "STS-B", 7, 8, 9, True, None, ("pearson", "spearman"), "pearson"),
+    TaskSpec("sts-b", "STS-B", 7, 8, 9, True, None, ("pearson", "spearman", "mse", "mae"), "pearson"),
     # id<TAB>qid1<TAB>qid2<TAB>question1<TAB>question2<TAB>is_duplicate, header
     TaskSpec("qqp", "QQP", 3, 4, 5, True, ("0", "1"), ("acc", "f1", "acc_and_f1"), "acc",
              ("not_duplicate", "duplicate")),
@@ -204,14 +205,19 @@ class UnknownLabelError(DataError):
     """A file's label that is not one of the task's classes (the message names the file and line)."""
 
 
-def _parse_label(label_str: str, label_index: dict | None, regression: bool, where: str) -> int | float:
+def _parse_label(label_str: str, label_index: dict | None, regression: bool, where: str,
+                 dropped: list | None = None) -> int | float | None:
     """A label field -> class id (label_index given: its keys are files.class_key forms), float
-    score (regression), or non-negative int (neither)."""
+    score (regression), or non-negative int (neither). dropped: a list, to collect an unknown
+    label's (where, label) and return None instead of raising (--drop-unknown-dev-labels)."""
     if regression:
         return parse_number(label_str, where)
     if label_index is not None:
         found = label_index.get(class_key(label_str))
         if found is None:
+            if dropped is not None:
+                dropped.append((where, label_str))
+                return None
             raise UnknownLabelError(f"{where}: label {label_str!r} is not one of {list(label_index)}")
         return found
     if label_str.isdigit():
@@ -229,6 +235,7 @@ def read_tsv(
     label_list: Sequence[str] | None = None,
     regression: bool = False,
     label_index: dict[str, int] | None = None,
+    dropped: list | None = None,
 ) -> list[InputExample]:
     """Read a tab-separated file of labelled examples, its fields by position.
 
@@ -282,7 +289,9 @@ def read_tsv(
             continue
         if len(fields) < need:
             raise DataError(f"{path}:{lineno}: expected at least {need} tab-separated columns, found {len(fields)}")
-        label = _parse_label(fields[label_col].strip(), label_index, regression, f"{path}:{lineno}")
+        label = _parse_label(fields[label_col].strip(), label_index, regression, f"{path}:{lineno}", dropped)
+        if label is None:  # an unknown label, dropped and counted
+            continue
         text_a = fields[text_a_col].strip()
         text_b = fields[text_b_col].strip() if text_b_col is not None else None
         if not text_a or text_b == "":
@@ -293,14 +302,15 @@ def read_tsv(
     return examples
 
 
-def read_glue(task: str | TaskSpec, path) -> list[InputExample]:
+def read_glue(task: str | TaskSpec, path, dropped: list | None = None) -> list[InputExample]:
     """Read a train/dev .tsv file of a registered task ('sst-2'/'sst2', 'cola', 'mrpc', 'sts-b', ...)
     in the task's GLUE layout (its columns by position)."""
     spec = get_task(task)
     if reads_by_name(spec):
         raise DataError(f"task {spec.name!r} names its columns; read its files with read_examples")
     return read_tsv(path, spec.text_a_col, spec.text_b_col, label_col=spec.label_col, header=spec.header,
-                    regression=spec.is_regression, label_index=None if spec.is_regression else spec.label_index)
+                    regression=spec.is_regression, label_index=None if spec.is_regression else spec.label_index,
+                    dropped=dropped)
 
 
 def reads_by_name(spec: TaskSpec) -> bool:
@@ -308,35 +318,51 @@ def reads_by_name(spec: TaskSpec) -> bool:
     return isinstance(spec.text_a_col, str)
 
 
-def examples_from_rows(spec: TaskSpec, rows: Sequence[Row], path) -> list[InputExample]:
+def examples_from_rows(spec: TaskSpec, rows: Sequence[Row], path, dropped: list | None = None) -> list[InputExample]:
     """Rows read by column name (files.table_rows) -> examples, each label mapped through the
     task's classes (or read as a score); ValueError naming the file and line of a label the
-    task does not have."""
+    task does not have (or, `dropped` given, the row left out and listed there)."""
     index = None if spec.is_regression else spec.label_index
-    examples = [InputExample(r.text_a, r.text_b, _parse_label(r.label, index, spec.is_regression, f"{path}:{r.line}"),
-                             r.line) for r in rows]
+    labels = [_parse_label(r.label, index, spec.is_regression, f"{path}:{r.line}", dropped) for r in rows]
+    examples = [InputExample(r.text_a, r.text_b, label, r.line) for r, label in zip(rows, labels) if label is not None]
     if not examples:
         raise DataError(f"{path}: no examples (only a header or blank lines)")
     return examples
 
 
-def read_examples(task: str | TaskSpec, path) -> list[InputExample]:
+def read_examples(task: str | TaskSpec, path, dropped: list | None = None) -> list[InputExample]:
     """The labelled examples of one of the task's files: by position (read_glue) for a GLUE
-    layout, by column name (files.py: .csv, .tsv, .jsonl) for named columns."""
+    layout, by column name (files.py: .csv, .tsv, .jsonl) for named columns. dropped: see
+    examples_from_rows."""
     spec = get_task(task)
     if not reads_by_name(spec):
-        return read_glue(spec, path)
+        return read_glue(spec, path, dropped)
     table = read_table(path)
     resolve_columns(table, Columns(spec.text_a_col, spec.text_b_col, spec.label_col))  # each named column is there
-    return examples_from_rows(spec, table_rows(table, spec.text_a_col, spec.text_b_col, spec.label_col), path)
+    return examples_from_rows(spec, table_rows(table, spec.text_a_col, spec.text_b_col, spec.label_col), path,
+                              dropped)
+
+
+def task_summary(spec: TaskSpec) -> str:
+    """The line every run starts with: the task, its kind, its classes and how they were found, e.g.
+    "task data/novels/train.csv: classification, 5 classes (alice, frankenstein, ...); --task-type auto: the
+    labels are words, classes sorted alphabetically"."""
+    if spec.is_regression:
+        kind = "regression (one output, scored by " + ", ".join(spec.metrics) + ")"
+    else:
+        names = list(spec.id2label)
+        shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else "")
+        kind = f"classification, {len(names)} classes ({shown})"
+    origin = spec.origin or ("a GLUE task: its own classes and metrics" if spec.dir else "")
+    return f"task {spec.name}: {kind}" + (f"; {origin}" if origin else "")
 
 
 def own_task(name: str, columns: tuple[str, str | None, str], label_list: Sequence[str] | None) -> TaskSpec:
     """The task of your own files: its columns by name, its classes (None: a regression),
-    accuracy (or Pearson/Spearman) as its metrics. Not registered: runs hand the spec itself around."""
+    accuracy (or Pearson, Spearman, MSE and MAE) as its metrics. Not registered: runs hand the spec itself around."""
     text, pair, label = columns
     if label_list is None:
-        return TaskSpec(name, "", text, pair, label, True, None, ("pearson", "spearman"), "pearson")
+        return TaskSpec(name, "", text, pair, label, True, None, ("pearson", "spearman", "mse", "mae"), "pearson")
     return TaskSpec(name, "", text, pair, label, True, tuple(label_list), ("acc",), "acc")
 
 
