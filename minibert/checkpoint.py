@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -59,7 +60,7 @@ import numpy as np
 from .backend import device_of, to_device, to_numpy
 from .config import BertConfig
 from .errors import CheckpointError
-from .runfolder import temp_folder
+from .runfolder import fsync_folder, temp_folder
 # the tensor files every folder here is made of (re-exported: checkpoint.load_tensors etc. as before)
 from .tensor_files import (WEIGHT_DTYPES, CheckpointMismatchError, TensorInfo, load_tensors,  # noqa: F401
                            read_header, read_tensors, save_tensors, _iter_tensors)
@@ -174,11 +175,37 @@ def from_pretrained(cls, name_or_folder, *, dtype=np.float32, **kwargs):
         raise ValueError(f"dtype must be a floating-point type, got {dtype}")
     folder = resolve_model_path(name_or_folder)
     config = load_config(folder)
+    check_config_against_weights(config, folder)  # before anything the config sizes is allocated
     if arch == "BertForSequenceClassification":
         kwargs["num_labels"] = _num_labels(config, folder / CONFIG_NAME, kwargs.get("num_labels"))
     model = cls(config, **kwargs).astype(dtype)
     load_weights(model, folder / WEIGHTS_NAME)
     return model
+
+
+def check_config_against_weights(config: BertConfig, folder: Path) -> None:
+    """CheckpointError unless the weights file can hold the model config.json describes.
+
+    config.json is bounded field by field (config.MAX_SIZES); this bounds the whole: the word
+    embeddings' shape in model.safetensors' header must be vocab_size x hidden_size, and the
+    file must hold at least the encoder's parameters (config.encoder_parameters). A hostile or
+    mistaken config.json then fails naming both files, before the model is allocated; a
+    missing head (pooler, classifier, masked-LM head) is still initialised afresh, as before.
+    """
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        return  # load_weights says so, with its hint
+    infos, _, _ = read_header(path)
+    where = f"{folder / CONFIG_NAME} against {path}"
+    word = next((info for key, info in infos.items() if key.endswith("word_embeddings.weight")), None)
+    if word is not None and word.shape != (config.vocab_size, config.hidden_size):
+        raise CheckpointError(f"{where}: config.json's vocab_size x hidden_size is {config.vocab_size} x "
+                              f"{config.hidden_size} but the word embeddings are {' x '.join(map(str, word.shape))}")
+    held = sum(math.prod(info.shape) for info in infos.values())
+    needed = config.encoder_parameters()
+    if needed > held:
+        raise CheckpointError(f"{where}: config.json describes an encoder of {needed:,} parameters but the weights "
+                              f"file holds {held:,} values; refused before building it")
 
 
 def _num_labels(config: BertConfig, path: Path, requested):
@@ -190,6 +217,11 @@ def _num_labels(config: BertConfig, path: Path, requested):
             raise CheckpointError(f"{path}: id2label must be a non-empty object, got {id2label!r}")
         if n is not None and n != len(id2label):
             raise CheckpointError(f"{path}: num_labels is {n} but id2label has {len(id2label)} entries")
+        names = [str(v) for v in id2label.values()]
+        if len(set(names)) != len(names):  # their scores would be reported under one name
+            twice = sorted({v for v in names if names.count(v) > 1})
+            raise CheckpointError(f"{path}: id2label names {', '.join(map(repr, twice))} more than once; each "
+                                  f"class needs its own name")
         return len(id2label)
     return n if n is not None else 2
 
@@ -235,6 +267,8 @@ def load_weights(model, path) -> dict:
                                   f"for {name!r}")
     loaded = {}
     for key, array in _iter_tensors(path, infos, data_start, list(plan.values()) + list(aliases)):
+        if not np.isfinite(array).all():  # a model that answers NaN for every input is no model
+            raise CheckpointError(f"{path}: tensor {key!r} holds NaN or infinite values")
         name = targets[key]
         dst = params[name]
         value = to_device(array.astype(dst.dtype), device_of(dst))
@@ -338,6 +372,8 @@ def save_pretrained(model, folder, tokenizer=None) -> Path:
         else:
             for item in sorted(tmp.iterdir()):
                 os.replace(item, folder / item.name)
+            fsync_folder(folder)
+        fsync_folder(folder.parent)  # the renames reach the disk with the files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -26,6 +26,13 @@ from .textfile import read_json_object
 
 HIDDEN_ACTS = ("gelu", "gelu_new", "relu")
 
+# The largest size each field may take: above every BERT published (bert-large: 1024 wide, 24
+# layers, 4096 intermediate; multilingual vocabularies: 250k), far below what would exhaust a
+# machine before a check could run. A config.json is untrusted input: it is bounded before any
+# array is allocated (and checkpoint.from_pretrained checks it against the weights' header).
+MAX_SIZES = {"vocab_size": 1_000_000, "hidden_size": 16_384, "num_hidden_layers": 256, "num_attention_heads": 1024,
+             "intermediate_size": 131_072, "max_position_embeddings": 131_072, "type_vocab_size": 1024}
+
 # Shapes people ask for by name. TinyBERT-4 is the paper's student (head size 26).
 PRESETS: dict[str, dict[str, Any]] = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -73,6 +80,9 @@ class BertConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+            if value > MAX_SIZES[name]:
+                raise ValueError(f"BertConfig.{name}={value} is larger than minibert builds (at most "
+                                 f"{MAX_SIZES[name]:,})")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
@@ -80,6 +90,10 @@ class BertConfig:
             )
         if self.hidden_act not in HIDDEN_ACTS:
             raise ValueError(f"BertConfig.hidden_act {self.hidden_act!r} is not supported; use one of {HIDDEN_ACTS}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+                raise ValueError(f"BertConfig.{name} must be a number, got {value!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
@@ -88,12 +102,20 @@ class BertConfig:
             raise ValueError(f"BertConfig.classifier_dropout must be in [0, 1) or null, got {self.classifier_dropout!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"BertConfig.layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig.pad_token_id ({self.pad_token_id}) must be inside the vocabulary")
 
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    def encoder_parameters(self) -> int:
+        """The number of parameters of the encoder's embeddings and layers (no pooler, no head): what a
+        model.safetensors must hold at least, checked before a model is built from an untrusted config."""
+        H, I = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * H + 2 * H
+        layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H  # attention, its LayerNorm, FFN, LayerNorm
+        return embeddings + self.num_hidden_layers * layer
 
     # -- what a classifier's outputs mean (transformers' PretrainedConfig fields, kept in `extra`) --
 

@@ -62,12 +62,13 @@ from .distill import Distiller
 from .distributed import world
 from .evaluation import evaluate, evaluate_mlm
 from .finetune import LAST, class_report, load_task_data, regression_baseline, train_classifier
+from .interrupts import check
 from .model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from .pretrain import pretraining_data
 from .report import compare, describe, write_results
 from .methods import METHODS
 from .settings import (TASK_DISTILL_TRAINING, AugmentSettings, CorpusSettings, GeneralDistillSettings,
-                       MaskingSettings, RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs)
+                       MaskingSettings, RunOptions, TaskDataSettings, TaskDistillSettings, TrainArgs, result_settings)
 from .specs import (DEFAULT_TEACHER, build_student, label_classifier, load_teacher, tokenizer_for, model_labels,
                     parse_student_spec, student_encoder)
 from .teacher_cache import TeacherCache
@@ -127,6 +128,7 @@ def heldout_losses(student, teacher, distiller: Distiller, held: D.PretrainingDa
     sums = {}
     batches = D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]
     for idx in batches:
+        check("an evaluation")
         b = held.collate(idx)
         student.eval()
         s_out = student(b["input_ids"], b["token_type_ids"], b["attention_mask"])
@@ -161,7 +163,8 @@ def general_distillation(settings: GeneralDistillSettings, corpus: CorpusSetting
                       D.Batcher(train, args.batch_size, seed=args.seed),
                       distill_step(student, teacher, distiller, "general"),
                       lambda: heldout_losses(student, teacher, distiller, held, args.batch_size),
-                      lambda folder: save_student(folder, student, distiller, tok), device=run.device)
+                      lambda folder: save_student(folder, student, distiller, tok), device=run.device,
+                      settings=result_settings(settings))
     return trainer.train(resume=run.resume)
 
 
@@ -321,13 +324,14 @@ def task_distillation(task: str | D.TaskSpec, teacher, student, train: D.Encoded
         args = s.stage_args(training, "intermediate")
         Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed),
                 distill_step(student, teacher, distiller, "intermediate"), None, save,
-                device=run.device).train(resume=run.resume)
+                device=run.device, settings=result_settings(s)).train(resume=run.resume)
     args = s.stage_args(training, "prediction", metric_for_best=spec.main_metric)
     cache = prediction_cache(teacher, distiller, s, run.device)
     # seed + 1: stage 2b sees the examples in another order than 2a
     trainer = Trainer(args, modules, D.Batcher(train, args.batch_size, seed=args.seed + 1),
                       distill_step(student, teacher, distiller, "prediction", cache),
-                      lambda: evaluate(student, spec, dev), save, device=run.device)
+                      lambda: evaluate(student, spec, dev), save, device=run.device, settings=result_settings(s),
+                      extra_state=cache)  # the cache is saved with each checkpoint: an exact resume
     state = trainer.train(resume=run.resume)
     if cache is not None:
         say(f"teacher outputs: {cache.misses} computed, {cache.hits} reused from the cache")
@@ -347,7 +351,7 @@ def finetune_teacher(task: str | D.TaskSpec, train: D.EncodedExamples, tokenizer
     label_classifier(teacher, spec)  # config.json names the classes
     say(f"== fine-tuning the MiniLM-L6 teacher on {len(train)} {spec.name} examples")
     train_classifier(teacher.to(run.device), spec, train, None, tokenizer, settings.stage_args(training, "teacher"),
-                     resume=run.resume, device=run.device)
+                     resume=run.resume, device=run.device, settings={"teacher": DEFAULT_TEACHER})
     return teacher.eval()
 
 

@@ -11,7 +11,8 @@ parameters and they never drift apart:
     each step local gradients, each loss weighted by this process's share of the global
               batch (trainer.py) -> one sum over the processes of ONE flat buffer that every
               gradient is a view of (`flatten_gradients`) -> clipping and the optimizer,
-              identically everywhere; whether a stop signal reached any process (host bytes)
+              identically everywhere; whether a stop signal reached any process, and which
+              (`first_signal`, host bytes)
     log steps the losses and the NaN/Inf check summed over the processes (host values)
 
 The sum is one `Allreduce` per step (MPI on NumPy arrays; NCCL's ncclAllReduce on CuPy arrays,
@@ -24,7 +25,10 @@ One process, or no MPI launcher at all, is exactly the one-process program: `wor
 mpi4py only when a launcher says there are several processes (PMI_SIZE: MPICH, Intel MPI, Slurm's
 PMI-2; OMPI_COMM_WORLD_SIZE: Open MPI), and the trainer then skips every step above.
 
-A process that fails while the others wait in a reduction would leave them waiting for ever
+Processes started with different settings would compute different things under one reduction,
+or one would finish early and leave the others waiting: the command line compares the parsed
+settings first (`same_everywhere`) and every process refuses to run when they differ. A
+process that fails while the others wait in a reduction would leave them waiting for ever
 (MPI has no timeout): `abort_on_error` (the command line wraps every run in it) prints the
 error with its rank and calls MPI_Abort, which ends every process at once. A process killed
 outright (SIGKILL, out of memory) is noticed by mpiexec, which ends the others. Checkpoints are
@@ -151,10 +155,37 @@ class World:
         return [sum(column) for column in zip(*every)]
 
     def any(self, flag: bool) -> bool:
-        """True on every process if it is True on one (a stop signal that reached any of them)."""
+        """True on every process if it is True on one."""
         if self.size == 1:
             return flag
         return any(self.comm.allgather(bool(flag)))
+
+    def first_signal(self, signum: int | None) -> int | None:
+        """The stop signal of the lowest rank that received one, on every process (None: none did).
+
+        A scheduler may signal one process only: the others learn of it here, at the same step."""
+        if self.size == 1:
+            return signum
+        return next((s for s in self.comm.allgather(signum) if s is not None), None)
+
+    def same_everywhere(self, what: str, value) -> None:
+        """Raise DataError on every process unless `value` (picklable) is equal on all of them.
+
+        The command line compares the parsed settings at start-up: processes started with other
+        flags would run other computations under one reduction, or wait for ever for a peer that
+        finished early."""
+        if self.size == 1:
+            return
+        values = self.comm.allgather(value)
+        differ = [r for r, v in enumerate(values) if v != values[0]]
+        if differ:
+            detail = ""
+            if isinstance(value, dict):
+                keys = sorted(k for k in value if any(v.get(k) != values[0].get(k) for v in values))
+                detail = ": " + "; ".join(f"{k} is {values[0].get(k)!r} on rank 0 but {values[differ[0]].get(k)!r} "
+                                          f"on rank {differ[0]}" for k in keys[:5])
+            raise DataError(f"the processes were started with different {what}{detail}: start every process with "
+                            f"the same command line")
 
     def reducer(self, device: str, mode: str) -> "Reducer":
         """How this run sums gradient buffers: MPI on NumPy arrays, NCCL on CuPy arrays."""
@@ -257,7 +288,7 @@ def abort_on_error(expected: tuple = ()):
         # The launcher forwards our stderr through a pipe and MPI_Abort tears its proxies down at
         # once: on a loaded machine the line above was lost. A short pause lets it be forwarded.
         time.sleep(ABORT_GRACE_S)
-        w.comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
+        w.comm.Abort(getattr(exc, "exit_code", 130) if isinstance(exc, KeyboardInterrupt) else 1)
 
 
 # ============================================================== gradients in one buffer

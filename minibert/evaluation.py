@@ -20,6 +20,7 @@ import numpy as np
 
 from . import data as D
 from .backend import to_numpy
+from .interrupts import check
 from .nn import no_grad
 
 
@@ -30,6 +31,7 @@ def predict_encoded(model, encoded: D.EncodedExamples, batch_size: int = 64) -> 
     logits = np.zeros((len(encoded), model.num_labels), dtype=np.float32)  # (N, C)
     # In input order, unbucketed: the rows of `logits` are the examples' rows.
     for idx in D.make_epoch_batches(encoded.lengths, batch_size, shuffle=False, bucket=False):
+        check("an evaluation")  # a stop request (interrupts.py) ends it between batches
         b = encoded.collate(idx)
         with no_grad():  # no backward follows: the inference path on NumPy
             out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
@@ -57,6 +59,7 @@ def evaluate_pretraining(model, held: D.PretrainingData, batch_size: int = 64, m
     correct = total = nsp_correct = nsp_total = 0
     loss_sum = 0.0
     for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:max_batches]:
+        check("an evaluation")
         b = held.collate(idx)
         with no_grad():
             out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"],
@@ -84,6 +87,7 @@ def evaluate_mlm(model, held: D.PretrainingData, batches: int = 10, batch_size: 
     model.eval()
     correct = total = 0
     for idx in D.make_epoch_batches(len(held), batch_size, shuffle=False)[:batches]:
+        check("an evaluation")
         b = held.collate(idx)
         with no_grad():
             out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], labels=b["labels"], only_labelled=True)

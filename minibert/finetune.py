@@ -27,7 +27,7 @@ from .evaluation import evaluate, predict_encoded
 from .messages import say
 from .model import BertForSequenceClassification
 from .report import write_results
-from .settings import ModelSettings, RunOptions, TaskDataSettings, TrainArgs
+from .settings import ModelSettings, RunOptions, TaskDataSettings, TrainArgs, result_settings
 from .specs import (DEFAULT_TEACHER, build_model, build_student, is_classifier_folder, label_classifier,
                     tokenizer_for, model_labels)
 from .trainer import Trainer, TrainState
@@ -93,14 +93,16 @@ def classification_step(model):
 
 
 def train_classifier(model, task: str | D.TaskSpec, train: D.EncodedExamples, dev, tokenizer, args: TrainArgs, *,
-                     resume: str | None = None, device: str = "numpy") -> TrainState:
+                     resume: str | None = None, device: str = "numpy", settings: dict | None = None) -> TrainState:
     """Fine-tune `model` on `train`; evaluate on `dev` (an EncodedExamples, a dict of them by
-    metric suffix, or None: no evaluation); save to args.output_dir."""
+    metric suffix, or None: no evaluation); save to args.output_dir. settings: the run's other
+    result settings, compared on resume (settings.result_settings)."""
     D.check_fits(train, model)  # --max-length against the model's position embeddings, before anything runs
     eval_fn = None if dev is None else (lambda: evaluate(model, task, dev))
     batcher = D.Batcher(train, args.batch_size, seed=args.seed)
     save_fn = lambda folder: model.save_pretrained(folder, tokenizer=tokenizer)
-    trainer = Trainer(args, {"": model}, batcher, classification_step(model), eval_fn, save_fn, device=device)
+    trainer = Trainer(args, {"": model}, batcher, classification_step(model), eval_fn, save_fn, device=device,
+                      settings=settings)
     state = trainer.train(resume=resume)
     state.stopped_early = trainer.stopped_early  # for results.json: not a field, a checkpoint's history decides it
     return state
@@ -140,7 +142,8 @@ def finetune(model: ModelSettings, data: TaskDataSettings, args: TrainArgs, run:
     if not args.metric_for_best:
         args = replace(args, metric_for_best=spec.main_metric)
     t0 = time.perf_counter()
-    state = train_classifier(net, spec, train, dev, tok, args, resume=run.resume, device=run.device)
+    state = train_classifier(net, spec, train, dev, tok, args, resume=run.resume, device=run.device,
+                             settings=result_settings(model))
     out = Path(args.output_dir)
     summary = {"task": spec.name, "model": model.model, "steps": state.step,
                "wall_s": round(time.perf_counter() - t0, 1),

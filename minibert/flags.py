@@ -11,6 +11,10 @@ arguments (`predict "a gripping film" "dull"`). Types: int, float, str, bool (`-
 list[str] (one or more values) and `X | None`. A command may override a field's default
 (pre-training's learning rate is not fine-tuning's).
 
+argparse only turns the command line's strings into these types; every value, from a flag or a
+`--config` file, is validated by type and range when `from_args` builds the dataclass
+(`settings.check_fields`), and a refusal is a UsageError (exit 2) naming the field and its flag.
+
 Every flag's argparse default is None, so that a `--config` file can fill exactly the flags the
 command line left out; the real defaults are recorded on the parser and `fill_defaults` puts them in
 afterwards. This module knows no command (that is `train.py`) and no setting (`settings.py`,

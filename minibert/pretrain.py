@@ -22,7 +22,7 @@ from .backend import like
 from .evaluation import evaluate_pretraining
 from .report import write_results
 from .model import BertForPreTraining
-from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions, TrainArgs
+from .settings import CorpusSettings, MaskingSettings, ModelSettings, RunOptions, TrainArgs, result_settings
 from .specs import build_model, tokenizer_for
 from .trainer import Trainer, weighs_labelled_tokens
 
@@ -81,7 +81,7 @@ def pretrain(model: ModelSettings, corpus: CorpusSettings, masking: MaskingSetti
         net.to(run.device)
     state = Trainer(args, {"": net}, D.Batcher(train, args.batch_size, seed=args.seed), pretraining_step(net),
                     lambda: evaluate_pretraining(net, held), lambda folder: net.save_pretrained(folder, tokenizer=tok),
-                    device=run.device).train(resume=run.resume)
+                    device=run.device, settings=result_settings(model)).train(resume=run.resume)
     summary = {"model": model.model, "params": net.num_parameters(), "steps": state.step, "history": state.history}
     write_results(args.output_dir, summary)
     return summary

@@ -19,6 +19,7 @@ import numpy as np
 from . import data as D
 from .distributed import world
 from .evaluation import evaluate
+from .interrupts import check
 from .modelcard import write_model_cards
 from .nn import no_grad
 from .runfolder import write_text_atomic
@@ -39,6 +40,7 @@ def measure_latency(model, batch_size: int, seq_len: int, repeats: int = 10, voc
     with no_grad():
         model(ids)  # warm-up: first-call allocations and thread start-up are not the model's speed
         for _ in range(repeats):
+            check("the latency benchmark")  # a stop request ends the command here, not after the benchmark
             t0 = time.perf_counter()
             model(ids)
             times.append(time.perf_counter() - t0)

@@ -6,20 +6,26 @@
 
 No lost work: `checkpoint-<step>/` holds every trainable array (params.safetensors), the
 optimizer moments (optimizer.safetensors), in trainer_state.json the step, the data position
-(epoch, batch), the dropout generators' states and the settings and data the run used, and in
-checksums.sha256 the sha256 of those three files. It is written to a temporary folder and
-renamed into place, so a run killed at any moment leaves either the old or the new checkpoint,
-never half of one; a resume continues bit-identically.
+(epoch, batch), the dropout generators' states and the settings and data the run used, the
+arrays of the trainer's `extra_state` when it has one (extra.safetensors: the teacher cache,
+one part per process), and in checksums.sha256 the sha256 of every one of those files. It is
+written to a temporary folder and renamed into place, so a run killed at any moment leaves
+either the old or the new checkpoint, never half of one; a resume continues bit-identically.
+A checkpoint re-written at the same step is renamed aside first and removed only once the new
+one is in place (`_move_into_place`), so its only complete copy is never a temporary.
 
 Nothing silently wrong:
-- a fresh run refuses a folder holding another run's checkpoints unless `overwrite_output_dir`
-  (which deletes them, metrics.jsonl and best/);
+- a fresh run refuses a folder holding another run's checkpoints, or a finished model and no
+  checkpoint, unless `overwrite_output_dir` (which deletes them and the run's other outputs:
+  RUN_OUTPUTS);
 - a resume verifies the checkpoint (trainer_state.json's fields, the tensor files' headers,
-  the checksums; a checkpoint without checksums.sha256, written before they were recorded, is
-  checked by its headers only, with a note) and `resume="auto"` takes the newest one that
-  verifies, naming those it skips; it then compares RESULT_SETTINGS, the planned steps and the
-  training data's fingerprint with the recorded ones and refuses, naming each difference,
-  unless `resume_override` lists it (the accepted changes are recorded in trainer_state.json).
+  checksums.sha256, which must list every file; only a checkpoint written before checksums
+  were recorded, format 1, loads without them, with a note, its dtypes and shapes checked) and
+  `resume="auto"` takes the newest one that verifies, naming those it skips; it then compares
+  the settings that change the result (TrainArgs' RESULT_SETTINGS and the run's other
+  `result=True` settings, settings.result_settings), the planned steps and the training data's
+  fingerprint with the recorded ones and refuses, naming each difference, unless
+  `resume_override` lists it (the accepted changes are recorded in trainer_state.json).
 
 Several processes: rank 0 writes, holding every process's dropout state and the number of
 processes (`world_size`); a resume with the same N continues bit-identically, with another N
@@ -44,13 +50,17 @@ from .checkpoint import load_tensors, read_header, save_tensors
 from .errors import CheckpointError, RunFolderError, TrainingError
 from .messages import describe_os_error, note, say
 from .textfile import read_json_object
-from .runfolder import CHECKPOINT_TMP_PREFIX, checksum_problems, write_checksums
+from .runfolder import (CHECKPOINT_OLD_PREFIX, CHECKPOINT_TMP_PREFIX, checksum_problems, fsync_folder,
+                        write_checksums)
 from .settings import RESULT_SETTINGS, TrainArgs
 
 # A checkpoint-<step>/ folder: file names unchanged since the first release, so old runs resume.
 STATE_FILE = "trainer_state.json"
 PARAMS_FILE = "params.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+EXTRA_FILE = "extra.safetensors"  # the arrays of the trainer's extra_state (the teacher cache), by rank
+# 2: checksums.sha256 is required and lists every file (format 1, before checksums: headers only)
+FORMAT = 2
 STATE_KEYS = ("step", "epoch", "batch", "best_metric", "tokens", "history", "optimizer", "rng_states", "total_steps")
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
@@ -106,10 +116,22 @@ def find_checkpoint(out: Path, resume: str) -> tuple[Path | None, dict | None]:
     return None, None
 
 
+# What a finished run leaves beside its checkpoints: the model folder's files and the results.
+# A folder holding a model is protected like one holding checkpoints; --overwrite-output-dir
+# removes these too, so a new run's folder never mixes with the previous run's model.
+RUN_OUTPUTS = ("model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "fit_dense.safetensors",
+               "results.json", "metrics.jsonl", "best")
+
+
 def start(out: Path, resume: str | None, overwrite: bool) -> tuple[Path, dict] | None:
     """The checkpoint to resume from (folder, verified state), or None after making sure a fresh run mixes with no
-    other run's checkpoints (deleting them with `overwrite`)."""
+    other run's checkpoints or finished model (deleting them with `overwrite`)."""
     previous = list_checkpoints(out)
+    model = [name for name in ("model.safetensors", "config.json") if (out / name).exists()]
+    if model and not previous and not overwrite:  # a finished model folder, not a run's: never written over
+        raise RunFolderError(
+            f"the output folder holds a model ({', '.join(model)}) and no checkpoint to continue: choose another "
+            f"--output-dir, or replace the model with --overwrite-output-dir, {out}")
     if resume:
         folder, state = find_checkpoint(out, resume)
         return None if folder is None else (folder, state)
@@ -118,11 +140,12 @@ def start(out: Path, resume: str | None, overwrite: bool) -> tuple[Path, dict] |
             f"the output folder holds the checkpoints of another run ({', '.join(p.name for p in previous)}): "
             f"continue it with --resume auto, or start afresh with --overwrite-output-dir (which deletes them), "
             f"{out}")
-    if previous:
-        for p in [*previous, out / "metrics.jsonl", out / "best"]:
+    outputs = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    if overwrite and (previous or outputs):
+        for p in [*previous, *outputs]:
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        note(f"--overwrite-output-dir: deleted the previous run's {', '.join(p.name for p in previous)}, "
-             f"metrics.jsonl and best/ in {out}")
+        note(f"--overwrite-output-dir: deleted the previous run's {', '.join(p.name for p in [*previous, *outputs])} "
+             f"in {out}")
     return None
 
 
@@ -132,17 +155,29 @@ def start(out: Path, resume: str | None, overwrite: bool) -> tuple[Path, dict] |
 def verify_checkpoint(folder: Path) -> dict:
     """A checkpoint folder's trainer_state.json, once nothing in the folder is damaged.
 
-    Checks trainer_state.json's fields, both tensor files' headers (truncation, lies) and the
-    checksums of checksums.sha256. A CheckpointError names the file. A folder without
-    checksums.sha256 (written before checksums were recorded) is checked by its headers only.
+    Checks trainer_state.json's fields, the tensor files' headers (truncation, lies; weights and
+    moments must be floating point) and checksums.sha256, which must list every file of the
+    checkpoint with its sha256. A CheckpointError names the file. Only a checkpoint written
+    before checksums were recorded (no `format` in trainer_state.json and no checksums.sha256)
+    is loaded without them, with a note, checked by its headers (and, on restore, every dtype
+    and shape against the run's).
     """
     state = read_state(folder / STATE_FILE)
-    for name in (PARAMS_FILE, OPTIMIZER_FILE):
-        read_header(folder / name)
-    problems = checksum_problems(folder)
+    names = [PARAMS_FILE, OPTIMIZER_FILE] + ([EXTRA_FILE] if (folder / EXTRA_FILE).exists() else [])
+    for name in names:
+        infos, _, _ = read_header(folder / name)
+        if name != EXTRA_FILE:
+            odd = next((k for k, i in infos.items() if i.dtype not in ("F32", "F64", "F16")), None)
+            if odd is not None:
+                raise CheckpointError(f"{folder / name}: tensor {odd!r} has dtype {infos[odd].dtype}; a checkpoint's "
+                                      f"weights and moments are floating point")
+    problems = checksum_problems(folder, [*names, STATE_FILE])
     if problems is None:
+        if state.get("format", 1) >= FORMAT:
+            raise CheckpointError(f"{folder}: checksums.sha256 is missing (every checkpoint since format {FORMAT} "
+                                  f"has one): the folder is incomplete or was changed")
         note(f"{folder} has no checksums.sha256 (written before minibert recorded them): checked by its "
-             f"tensor files' headers only")
+             f"tensor files' headers, dtypes and shapes only")
     elif problems:
         raise CheckpointError("; ".join(problems))
     return state
@@ -164,6 +199,16 @@ def read_state(path: Path) -> dict:
             raise CheckpointError(f"{path}: field {key!r} must be {expected}, got {str(value)[:40]!r}")
     if state["best_metric"] is not None and not isinstance(state["best_metric"], (int, float)):
         raise CheckpointError(f"{path}: field 'best_metric' must be a number or null, got {state['best_metric']!r}")
+    for states in [state["rng_states"], *(state.get("rng_states_by_rank") or [])]:
+        for s in states if isinstance(states, list) else [states]:
+            try:  # what set_state will do, on a scratch generator
+                np.random.default_rng(0).bit_generator.state = s
+            except (TypeError, ValueError, KeyError, AttributeError):
+                raise CheckpointError(f"{path}: field 'rng_states' holds {str(s)[:40]!r}, not a random "
+                                      f"generator's state") from None
+    names = state["optimizer"].get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: field 'optimizer' must list the parameter 'names', got {str(names)[:40]!r}")
     return state
 
 
@@ -171,7 +216,7 @@ def read_state(path: Path) -> dict:
 
 
 def restore(found: tuple[Path, dict], params: dict, optimizer, rngs: list, world, args: TrainArgs, total_steps: int,
-            fingerprint: str | None) -> TrainState:
+            fingerprint: str | None, settings: dict | None = None, extra_state=None) -> TrainState:
     """Load a verified checkpoint into `params`, `optimizer` and `rngs`; the run's position.
 
     Everything is read and checked before anything changes: a checkpoint that does not fit this
@@ -180,14 +225,19 @@ def restore(found: tuple[Path, dict], params: dict, optimizer, rngs: list, world
     """
     folder, state = found
     arrays = load_tensors(folder / PARAMS_FILE, {name: p.shape for name, p in params.items()})
+    for name, p in params.items():  # a legacy checkpoint (no checksums) is trusted no further than this
+        if arrays[name].dtype != p.dtype:
+            raise CheckpointError(f"{folder / PARAMS_FILE}: tensor {name!r} is {arrays[name].dtype}, this run's "
+                                  f"parameter is {p.dtype}")
     moments = load_tensors(folder / OPTIMIZER_FILE)
     if len(state["rng_states"]) != len(rngs):
         raise CheckpointError(f"{folder / STATE_FILE}: rng_states holds {len(state['rng_states'])} dropout "
                               f"generator states, this run has {len(rngs)}")
-    overrides = accept_setting_changes(folder, state, args, total_steps, fingerprint)
+    overrides = accept_setting_changes(folder, state, args, total_steps, fingerprint, settings)
+    extra = load_tensors(folder / EXTRA_FILE) if (folder / EXTRA_FILE).is_file() else {}
     try:  # validates names, shapes and dtypes before it copies anything
         optimizer.load_state_dict(state["optimizer"], moments)
-    except ValueError as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{folder}: the optimizer state ({STATE_FILE} + {OPTIMIZER_FILE}) does not "
                               f"fit this run: {exc}") from exc
     for name, p in params.items():
@@ -197,6 +247,9 @@ def restore(found: tuple[Path, dict], params: dict, optimizer, rngs: list, world
     if world.rank < len(by_rank):  # a process the checkpoint's run did not have keeps its own generators
         for r, s in zip(rngs, by_rank[world.rank]):
             r.set_state(s)
+    if extra_state is not None:  # this process's part (rank<r>/...), as this process wrote it
+        prefix = f"rank{world.rank}/"
+        extra_state.load_state_arrays({k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)})
     if recorded != world.size and world.is_root:
         note(f"{folder} was written by {recorded} process{'es' * (recorded > 1)}, this run has {world.size}: it "
              f"continues from the same global batch (step {state['step']}, epoch {state['epoch']}, batch "
@@ -209,10 +262,18 @@ def restore(found: tuple[Path, dict], params: dict, optimizer, rngs: list, world
 
 
 def accept_setting_changes(folder: Path, state: dict, args: TrainArgs, total_steps: int,
-                           fingerprint: str | None) -> list[dict]:
-    """The recorded settings this run changes, as override records; RunFolderError for those not overridden."""
+                           fingerprint: str | None, settings: dict | None = None) -> list[dict]:
+    """The recorded settings this run changes, as override records; RunFolderError for those not overridden.
+
+    Compared: TrainArgs' RESULT_SETTINGS and the run's other result settings (`settings`: every
+    field marked `result=True` in settings.py, e.g. a distillation's teacher and temperature),
+    the planned steps and the data's fingerprint. A setting the checkpoint did not record (an
+    older checkpoint) is not compared."""
     recorded, now = state.get("args") or {}, asdict(args)
     changes = {k: (recorded[k], now[k]) for k in RESULT_SETTINGS if k in recorded and recorded[k] != now[k]}
+    was_settings = state.get("settings") or {}
+    changes.update({k: (was_settings[k], v) for k, v in (settings or {}).items()
+                    if k in was_settings and was_settings[k] != v})
     if state["total_steps"] != total_steps:
         changes["total_steps"] = (state["total_steps"], total_steps)
     was = state.get("data_fingerprint")
@@ -234,7 +295,8 @@ def accept_setting_changes(folder: Path, state: dict, args: TrainArgs, total_ste
 
 
 def write_checkpoint(out: Path, st: TrainState, params: dict, optimizer, rngs: list, world, args: TrainArgs,
-                     total_steps: int, fingerprint: str | None, last_good: Path | None = None) -> Path:
+                     total_steps: int, fingerprint: str | None, last_good: Path | None = None,
+                     settings: dict | None = None, extra_state=None) -> Path:
     """Write checkpoint-<step>/ atomically and keep the newest `args.save_total_limit` of them.
 
     Every process calls it (rank 0 gathers their dropout states and writes). A write that fails
@@ -243,6 +305,7 @@ def write_checkpoint(out: Path, st: TrainState, params: dict, optimizer, rngs: l
     """
     final = out / f"checkpoint-{st.step}"
     rng_states = world.gather([r.get_state() for r in rngs])  # every process's dropout state, on rank 0
+    extra = world.gather(extra_state.state_arrays() if extra_state is not None else {})
     if not world.is_root:
         world.wait()  # while rank 0 writes
         return final
@@ -253,16 +316,20 @@ def write_checkpoint(out: Path, st: TrainState, params: dict, optimizer, rngs: l
         save_tensors(tmp / PARAMS_FILE, params)
         opt_meta, opt_arrays = optimizer.state_dict()
         save_tensors(tmp / OPTIMIZER_FILE, opt_arrays)
-        state = {**asdict(st), "optimizer": opt_meta, "rng_states": rng_states[0], "args": asdict(args),
-                 "total_steps": total_steps, "data_fingerprint": fingerprint, "world_size": world.size}
+        files = [PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE]
+        if extra_state is not None:
+            save_tensors(tmp / EXTRA_FILE, {f"rank{r}/{k}": v for r, arrays in enumerate(extra)
+                                            for k, v in arrays.items()})
+            files.append(EXTRA_FILE)
+        state = {**asdict(st), "format": FORMAT, "optimizer": opt_meta, "rng_states": rng_states[0],
+                 "args": asdict(args), "settings": dict(settings or {}), "total_steps": total_steps,
+                 "data_fingerprint": fingerprint, "world_size": world.size}
         if world.size > 1:
             state["rng_states_by_rank"] = rng_states
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, default=json_default), encoding="utf-8")
-        write_checksums(tmp, (PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE))
+        write_checksums(tmp, files)
         _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
+        _move_into_place(tmp, final)
     except BaseException as exc:  # a full disk, or a second Ctrl-C: nothing partial stays
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
@@ -273,6 +340,25 @@ def write_checkpoint(out: Path, st: TrainState, params: dict, optimizer, rngs: l
         shutil.rmtree(old, ignore_errors=True)
     world.wait()
     return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the complete folder `tmp` to `final`, atomically.
+
+    A checkpoint of the same step may already be there (a finished stage resumed re-saves it
+    with its final evaluation): it is first renamed aside to `.minibert-old-checkpoint-<step>`
+    and removed only once the new one is in place. A kill in between leaves that complete
+    copy under a name the next start puts back (runfolder.remove_stale_temporaries), never a
+    temporary as the only copy."""
+    old = None
+    if final.exists():
+        old = final.with_name(f"{CHECKPOINT_OLD_PREFIX}{final.name[len('checkpoint-'):]}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)  # atomic: the checkpoint appears whole or not at all
+    fsync_folder(final.parent)  # the rename itself reaches the disk
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def json_default(o):

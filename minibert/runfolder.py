@@ -5,7 +5,7 @@
         remove_stale_temporaries(out)    # what an interrupted or failed write left behind
         check_free_space(out, nbytes, "one checkpoint")
         write_checksums(folder, ["params.safetensors", ...])   # checksums.sha256, `sha256sum -c` format
-        checksum_problems(folder)        # None (no checksum file: an older checkpoint), [] or the problems
+        checksum_problems(folder, names) # None (no checksum file: an older checkpoint), [] or the problems
     data_fingerprint(batcher.dataset)    # recorded with a checkpoint: resuming on other data is noticed
 
 The lock is `fcntl.flock` on `<out>/.minibert.lock`, which holds the holder's pid, host, start
@@ -15,8 +15,11 @@ dead one because its pid was reused. It is also released (and the file removed) 
 
 This module also names the temporary files and folders every writer uses (`temp_file`,
 `temp_folder`: checkpoint.py's save_tensors and save_pretrained, run_checkpoints.py's checkpoint
-folders), so `remove_stale_temporaries` knows them all, and gives what is written the user's
-normal permissions (`set_default_mode`: safetensors creates its files 0600, mkdtemp 0700).
+folders), all starting with TMP_PREFIX (`.minibert-tmp-`, a prefix no user's file has), so
+`remove_stale_temporaries` removes exactly those and never a user's `.notes.tmp`; it gives
+what is written the user's normal permissions (`set_default_mode`: safetensors creates its
+files 0600, mkdtemp 0700) and fsyncs a folder after a rename into it (`fsync_folder`). The
+output folder may not be a file system's root.
 
 It does not know what a checkpoint holds (run_checkpoints.py) or how a tensor file is laid out
 (checkpoint.py); it imports from minibert only its error class and `messages`.
@@ -47,19 +50,26 @@ except ImportError:  # not POSIX: runs go unlocked (see RunLock.acquire)
 
 LOCK_NAME = ".minibert.lock"
 CHECKSUMS_NAME = "checksums.sha256"
-CHECKPOINT_TMP_PREFIX = ".tmp-checkpoint-"  # run_checkpoints.py's .tmp-checkpoint-<step>-<pid> folders
-
-# The temporaries of this module's writers, by name: a file's `.<name>.<pid>.tmp`, a folder's
-# `.<name>.<8 mkdtemp characters>.tmp`, a checkpoint's `.tmp-checkpoint-<step>-<pid>`.
-_TEMP_FILE = re.compile(r"\..+\.\d+\.tmp")
-_TEMP_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-_TEMP_CHECKPOINT = re.compile(re.escape(CHECKPOINT_TMP_PREFIX) + r"\d+-\d+")
+# Every temporary minibert writes starts with TMP_PREFIX, a prefix no user's file would have: a
+# file's `.minibert-tmp-<name>.<pid>`, a folder's `.minibert-tmp-<name>.<8 mkdtemp characters>`,
+# a checkpoint's `.minibert-tmp-checkpoint-<step>-<pid>`. Only those are ever removed as stale
+# (and `.tmp-checkpoint-<step>-<pid>`, the checkpoint temporaries of earlier versions).
+TMP_PREFIX = ".minibert-tmp-"
+CHECKPOINT_TMP_PREFIX = TMP_PREFIX + "checkpoint-"  # run_checkpoints.py's .minibert-tmp-checkpoint-<step>-<pid>
+# A checkpoint being replaced by a new one of the same step, kept until the new one is in place
+CHECKPOINT_OLD_PREFIX = ".minibert-old-checkpoint-"
+_LEGACY_TEMP_CHECKPOINT = re.compile(r"\.tmp-checkpoint-\d+-\d+")
+_OLD_CHECKPOINT = re.compile(re.escape(CHECKPOINT_OLD_PREFIX) + r"(\d+)")
 
 
 # -- the folder and its lock ------------------------------------------------------------------
 
 def prepare_folder(folder: Path) -> None:
-    """Create `folder` (and its parents); a RunFolderError if it is a file or cannot be created."""
+    """Create `folder` (and its parents); a RunFolderError if it is a file, a file system's root or cannot be
+    created."""
+    if str(folder) == "" or folder.resolve() == Path(folder.resolve().anchor):
+        raise RunFolderError(f"the output folder cannot be a file system's root: choose a folder of its own, "
+                             f"{folder.resolve()}")
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"the output folder is a file, {folder}")
     try:
@@ -151,14 +161,28 @@ def _describe_holder(holder: dict | None) -> str:
 
 def temp_file(path: Path) -> Path:
     """Where a file is written before os.replace moves it to `path` (same folder: the move is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
 
 
 def temp_folder(folder: Path) -> Path:
     """A new empty folder next to `folder`, to be renamed into place, with the user's normal mode."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}.", dir=folder.parent))
     set_default_mode(tmp)
     return tmp
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path, text: str) -> Path:
@@ -171,6 +195,11 @@ def write_text_atomic(path, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
         os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except OSError as exc:
+        if exc.filename or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a full disk names the file it was writing
     finally:
         if tmp.exists():  # only when something failed before the rename
             tmp.unlink()
@@ -179,10 +208,19 @@ def write_text_atomic(path, text: str) -> Path:
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporaries an interrupted write left in `folder` (and those of `folder` itself
-    next to it); call it holding the folder's lock, so none of them can be in use. Returns them."""
-    found = [p for p in folder.iterdir()
-             if any(r.fullmatch(p.name) for r in (_TEMP_FILE, _TEMP_FOLDER, _TEMP_CHECKPOINT))]
-    mine = re.compile(re.escape(f".{folder.name}.") + r"[a-z0-9_]{8}\.tmp")  # save_pretrained(folder)'s
+    next to it); call it holding the folder's lock, so none of them can be in use. Returns them.
+
+    Only names minibert makes (TMP_PREFIX) are touched: a user's `.notes.tmp` stays. A checkpoint
+    renamed aside while a new one of its step was written (`.minibert-old-checkpoint-<step>`)
+    is put back when the new one never arrived, else removed."""
+    for p in sorted(folder.iterdir()):
+        m = _OLD_CHECKPOINT.fullmatch(p.name)
+        if m and p.is_dir() and not (folder / f"checkpoint-{m.group(1)}").exists():
+            os.replace(p, folder / f"checkpoint-{m.group(1)}")
+            note(f"restored {folder / f'checkpoint-{m.group(1)}'}, set aside by a write that was interrupted")
+    found = [p for p in folder.iterdir() if p.name.startswith(TMP_PREFIX) or _OLD_CHECKPOINT.fullmatch(p.name)
+             or _LEGACY_TEMP_CHECKPOINT.fullmatch(p.name)]
+    mine = re.compile(re.escape(f"{TMP_PREFIX}{folder.name}.") + r"[a-z0-9_]{8}")  # save_pretrained(folder)'s
     found += [p for p in folder.resolve().parent.iterdir() if mine.fullmatch(p.name)]
     for p in found:
         if p.is_dir():
@@ -239,21 +277,29 @@ def write_checksums(folder: Path, names) -> Path:
     return path
 
 
-def checksum_problems(folder: Path) -> list[str] | None:
-    """What differs from folder/checksums.sha256 ([] when every file matches; None: no such file)."""
+def checksum_problems(folder: Path, required=()) -> list[str] | None:
+    """What differs from folder/checksums.sha256 ([] when every file matches; None: no such file).
+
+    required: the files it must list (a checksum file with a line deleted, or emptied, verifies
+    nothing: it is a problem, not a pass)."""
     path = folder / CHECKSUMS_NAME
     if not path.is_file():
         return None
-    problems = []
+    problems, listed = [], set()
     for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         digest, _, name = line.partition("  ")
         if not re.fullmatch(r"[0-9a-f]{64}", digest) or not name or "/" in name:
             problems.append(f"{path}:{i}: not a '<sha256>  <file name>' line")
-        elif not (folder / name).is_file():
+            continue
+        listed.add(name)
+        if not (folder / name).is_file():
             problems.append(f"{folder / name}: not found (listed in {CHECKSUMS_NAME})")
         elif sha256_file(folder / name) != digest:
             problems.append(f"{folder / name}: its bytes differ from those written (sha256 in {CHECKSUMS_NAME}): "
                             "the file is damaged or was changed")
+    for name in required:
+        if name not in listed:
+            problems.append(f"{path}: does not list {name} (every file of the folder has its line)")
     return problems
 
 

@@ -14,6 +14,14 @@ on which backend is `RunOptions`. A run with several stages (task distillation: 
 2a, 2b) takes one `TrainArgs` for all of them and derives each stage's from it
 (`TaskDistillSettings.stage_args`: the stage's folder, length, rate and schedule).
 
+Every value is validated in one place, `check_fields` (each group's __post_init__ calls it),
+whether it came from a flag, a `--config` file or a library call: its type from the field's
+annotation (an int is a whole number, a float a finite number, ...) and its range from its
+`setting(...)` declaration (numbers at least 0 unless `minimum=` says otherwise; `maximum=`,
+`above=`, `nonempty=`). A new field is validated by declaring it; a new group's __post_init__
+calls check_fields. A field declared `result=True` changes what a training run computes: a
+resume compares it with the checkpoint's (`result_settings`, the one list).
+
 This module holds values and checks them; it does not parse command lines (that is
 `flags.py`), read files or build models (`specs.py`, `data/`). It imports from minibert only
 registries, for choices and help: the tasks, the model presets, the distillation methods and
@@ -22,8 +30,14 @@ so every run module can import it.
 """
 from __future__ import annotations
 
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+import numpy as np
 
 from .backend import DEVICES
 from .config import PRESETS, SHAPE_HELP
@@ -32,10 +46,21 @@ from .optim import SCHEDULES
 from .methods import GENERAL_METHODS, MAPPING_STRATEGIES, METHODS, method_help
 
 
-def setting(default, help: str, choices=None, metavar: str | None = None, positional: bool = False):
+def setting(default, help: str, choices=None, metavar: str | None = None, positional: bool = False, *,
+            result: bool = False, minimum=None, maximum=None, above=None, nonempty: bool = False):
     """A dataclass field with its flag help (and allowed values) as metadata; positional: an
-    argument without a --flag (the predict command's texts)."""
-    meta = {"help": help}
+    argument without a --flag (the predict command's texts).
+
+    Every value is checked by `check_fields` (each group's __post_init__): its type from the
+    annotation (an int is an integer, not 2.5 or true; a float is a finite number; a str, a bool,
+    a list of str; None only where the annotation allows it) and its range: a number is at least
+    0 unless `minimum` says otherwise (None: any), at most `maximum`, above `above` (strictly); a
+    str with `nonempty` is not "". result=True: the setting changes what a training run
+    computes, so a resume compares it with the checkpoint's (`result_settings`)."""
+    meta = {"help": help, "result": result, "minimum": 0 if minimum is None else minimum, "maximum": maximum,
+            "above": above, "nonempty": nonempty}
+    if minimum is ANY:
+        meta["minimum"] = None
     if choices is not None:
         meta["choices"] = tuple(choices)
     if metavar is not None:
@@ -45,13 +70,77 @@ def setting(default, help: str, choices=None, metavar: str | None = None, positi
     return field(default=default, metadata=meta)
 
 
-def check_choices(settings) -> None:
-    """Raise a ValueError naming the field whose value is not one of its declared choices."""
+ANY = object()  # setting(..., minimum=ANY): a number that may be negative
+
+
+def _expected_type(annotation) -> tuple[type, bool, bool]:
+    """A field's annotation -> (its value type, whether None is allowed, whether it is a list of them)."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional, annotation = len(args) < len(typing.get_args(annotation)), args[0]
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], optional, True
+    return annotation, optional, False
+
+
+def _type_problem(value, kind: type) -> str | None:
+    """Why `value` is not a `kind` (int, float, str, bool), or None."""
+    if kind is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if kind is int:  # numbers.Integral: NumPy's integers too (a step count computed with NumPy)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+        return None if ok else "a whole number"
+    if kind is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if kind is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def check_fields(settings) -> None:
+    """Raise a ValueError naming the first field whose value has the wrong type, is out of its range, or is not one
+    of its declared choices (see `setting`). The one place every setting (flag, --config key, library argument)
+    is validated: a new field gets its checks from its annotation and its `setting(...)` declaration."""
+    cls = type(settings)
+    hints = typing.get_type_hints(cls)
     for f in fields(settings):
-        allowed = f.metadata.get("choices")
-        value = getattr(settings, f.name)
-        if allowed is not None and value is not None and value not in allowed:
-            raise ValueError(f"{type(settings).__name__}.{f.name}={value!r}: expected one of {', '.join(allowed)}")
+        value, meta = getattr(settings, f.name), f.metadata
+        where = f"{cls.__name__}.{f.name}={value!r} (--{f.name.replace('_', '-')})"
+        kind, optional, is_list = _expected_type(hints[f.name])
+        if value is None:
+            if optional:
+                continue
+            raise ValueError(f"{where}: a value is required")
+        values = value if is_list else [value]
+        problem = "a list" if is_list and not isinstance(value, list) else next(
+            (p for p in map(lambda v: _type_problem(v, kind), values) if p), None)
+        if problem:
+            raise ValueError(f"{where}: expected {'a list of ' if is_list else ''}{problem}")
+        allowed = meta.get("choices")
+        if allowed is not None and any(v not in allowed for v in values):
+            raise ValueError(f"{cls.__name__}.{f.name}={value!r}: expected one of {', '.join(map(str, allowed))}")
+        if kind in (int, float):
+            low, high, above = meta.get("minimum", 0), meta.get("maximum"), meta.get("above")
+            for v in values:
+                if low is not None and v < low:
+                    raise ValueError(f"{where}: expected at least {low}")
+                if high is not None and v > high:
+                    raise ValueError(f"{where}: expected at most {high}")
+                if above is not None and not v > above:
+                    raise ValueError(f"{where}: expected more than {above}")
+        if kind is str and meta.get("nonempty") and any(not v.strip() for v in values):
+            raise ValueError(f"{where}: expected a non-empty string")
+
+
+check_choices = check_fields  # the earlier name: every group's __post_init__ calls it
+
+
+def result_settings(*groups) -> dict:
+    """{name: value} of the fields marked `result=True` in these settings groups: what a resume compares (the one
+    list of what changes a run's computation, besides TrainArgs' RESULT_SETTINGS and the data's fingerprint)."""
+    return {f.name: getattr(g, f.name) for g in groups if g is not None for f in fields(g) if f.metadata.get("result")}
 
 
 MODEL_HELP = (f"a Hugging Face folder (config.json + model.safetensors), minilm-l6 (the pre-trained teacher package), "
@@ -63,11 +152,14 @@ MODEL_HELP = (f"a Hugging Face folder (config.json + model.safetensors), minilm-
 class ModelSettings:
     """Which model a run starts from, and its vocabulary (pretrain, finetune, evaluate)."""
 
-    model: str = setting("tiny", MODEL_HELP)
-    vocab: str | None = setting(None, "vocab.txt to use (default: the model folder's, else bert-base-uncased)")
+    model: str = setting("tiny", MODEL_HELP, result=True)
+    vocab: str | None = setting(None, "vocab.txt to use (default: the model folder's, else bert-base-uncased)", result=True)
     new_head: bool = setting(False, "finetune --model FOLDER of a trained classifier: keep its encoder and start a new, "
                                     "random classifier for this data's classes (other labels, another number of "
-                                    "them, or a regression), as transformers' ignore_mismatched_sizes")
+                                    "them, or a regression), as transformers' ignore_mismatched_sizes", result=True)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
@@ -105,12 +197,12 @@ class TaskDataSettings:
                                            "--dev-file, or the task's dev set)")
     max_length: int = setting(64, "maximum tokens per example, [CLS] and [SEP] included, at most the model's "
                                   "max_position_embeddings; longer examples are cut (the longer text of a pair "
-                                  "first) and the log says how many")
+                                  "first) and the log says how many", minimum=1)
     max_train_examples: int = setting(0, "use only the first N training examples; 0: all")
     max_eval_examples: int = setting(0, "use only the first N dev examples; 0: all")
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"TaskDataSettings.validation_split={self.validation_split}: expected a fraction in "
                              f"[0, 1)")
@@ -121,18 +213,24 @@ class CorpusSettings:
     """The general (unlabelled) corpus: files, sequence length, passes, held-out documents."""
 
     corpus: list[str] | None = setting(None, "corpus files or folders (default: WikiText-2 + the Gutenberg books)")
-    max_seq_length: int = setting(128, "tokens per sequence, at most the model's max_position_embeddings")
-    dupe_factor: int = setting(1, "passes over the corpus with different pairings and masks")
-    heldout_fraction: float = setting(0.05, "documents held out for evaluation")
+    max_seq_length: int = setting(128, "tokens per sequence, at most the model's max_position_embeddings", minimum=1)
+    dupe_factor: int = setting(1, "passes over the corpus with different pairings and masks", minimum=1)
+    heldout_fraction: float = setting(0.05, "documents held out for evaluation", maximum=1)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
 class MaskingSettings:
     """BERT's pre-training targets: which tokens the masked LM predicts (80% [MASK], 10% random, 10% kept)."""
 
-    masked_lm_prob: float = setting(0.15, "fraction of tokens to predict")
-    max_predictions_per_seq: int = setting(20, "cap on predicted tokens per instance")
+    masked_lm_prob: float = setting(0.15, "fraction of tokens to predict", maximum=1)
+    max_predictions_per_seq: int = setting(20, "cap on predicted tokens per instance", minimum=1)
     whole_word_mask: bool = setting(False, "mask all pieces of a word together")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass
@@ -140,19 +238,19 @@ class VocabSettings:
     """Learning a WordPiece vocabulary (the vocab command)."""
 
     files: list[str] | None = setting(None, "text files or folders (default: the Gutenberg books)")
-    vocab_size: int = setting(8000, "vocabulary size, special tokens included")
+    vocab_size: int = setting(8000, "vocabulary size, special tokens included", minimum=1)
     min_frequency: int = setting(2, "ignore words seen fewer times")
     cased: bool = setting(False, "keep case and accents (false: lower-case and strip accents)")
-    output_dir: str = setting("runs/vocab", "where vocab.txt is written")
+    output_dir: str = setting("runs/vocab", "where vocab.txt is written", nonempty=True)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 # The TrainArgs that change what a resumed run computes (the data order, the schedule, the
 # update). The others (where and how often to log, evaluate or save; progress bars) may change
 # on resume. Also compared: "total_steps" (from max_steps/epochs: the schedule's length) and
 # "data" (the training data's fingerprint: other examples, max length or vocabulary).
-RESULT_SETTINGS = ("batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "schedule", "optimizer",
-                   "max_grad_norm", "clip", "seed")
-OVERRIDABLE = (*RESULT_SETTINGS, "total_steps", "data", "all")
 
 
 @dataclass
@@ -160,28 +258,28 @@ class TrainArgs:
     """How to optimise: the training loop's settings (trainer.py), one group for every training command."""
 
     output_dir: str = setting("runs/default", "folder for the final model (Hugging Face layout), checkpoint-<step>/ "
-                                              "folders, metrics.jsonl and results.json")
+                                              "folders, metrics.jsonl and results.json", nonempty=True)
     max_steps: int = setting(0, "optimizer steps to run; 0 means use --epochs")
     epochs: float = setting(1.0, "passes over the training data (fractions allowed) when --max-steps is 0")
     batch_size: int = setting(32, "examples per micro-batch, all processes together (under mpiexec -n N each takes "
-                                  "batch_size/N)")
-    grad_accum: int = setting(1, "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)")
-    lr: float = setting(5e-5, "peak learning rate")
-    weight_decay: float = setting(0.01, "decoupled weight decay (never applied to biases and LayerNorm weights)")
-    warmup_ratio: float = setting(0.1, "fraction of the steps spent warming the learning rate up from 0")
+                                  "batch_size/N)", minimum=1, result=True)
+    grad_accum: int = setting(1, "micro-batches per optimizer step (the effective batch is batch_size x grad_accum)", minimum=1, result=True)
+    lr: float = setting(5e-5, "peak learning rate", result=True)
+    weight_decay: float = setting(0.01, "decoupled weight decay (never applied to biases and LayerNorm weights)", result=True)
+    warmup_ratio: float = setting(0.1, "fraction of the steps spent warming the learning rate up from 0", maximum=1, result=True)
     schedule: str = setting("linear", "learning-rate schedule: linear (warmup then linear decay to 0), constant, "
-                                      "constant_with_warmup", choices=tuple(SCHEDULES))
+                                      "constant_with_warmup", choices=tuple(SCHEDULES), result=True)
     optimizer: str = setting("adamw", "adamw (bias-corrected, as torch) or bertadam (BERT/TinyBERT reference: no "
-                                      "bias correction)", choices=("adamw", "bertadam"))
-    max_grad_norm: float = setting(1.0, "clip gradients to this norm; 0 disables clipping")
+                                      "bias correction)", choices=("adamw", "bertadam"), result=True)
+    max_grad_norm: float = setting(1.0, "clip gradients to this norm; 0 disables clipping", result=True)
     clip: str = setting("global", "global (one norm over all gradients, as BERT) or per_tensor (each tensor alone, "
-                                  "as TinyBERT's BertAdam)", choices=("global", "per_tensor"))
-    seed: int = setting(42, "seed for initialisation, data order and dropout")
-    log_steps: int = setting(10, "log to the progress bar and metrics.jsonl every this many steps")
+                                  "as TinyBERT's BertAdam)", choices=("global", "per_tensor"), result=True)
+    seed: int = setting(42, "seed for initialisation, data order and dropout", maximum=2**32 - 1, result=True)
+    log_steps: int = setting(10, "log to the progress bar and metrics.jsonl every this many steps", minimum=1)
     eval_steps: int = setting(0, "evaluate every this many steps (0: only at the end)")
     save_steps: int = setting(0, "write checkpoint-<step>/ every this many steps (0: only at the end)")
     save_total_limit: int = setting(2, "how many checkpoint-<step>/ folders to keep, the newest (best/ is kept "
-                                       "apart)")
+                                       "apart)", minimum=1)
     metric_for_best: str = setting("", "evaluation metric whose best value is kept in output_dir/best")
     early_stopping_patience: int = setting(0, "stop when this many evaluations in a row have not improved "
                                               "--metric-for-best (0: never; needs --eval-steps)")
@@ -190,11 +288,13 @@ class TrainArgs:
                                                 "checkpoints, deleting them (and its metrics.jsonl and best/); "
                                                 "without it such a folder is refused unless --resume is given")
     resume_override: list[str] | None = setting(None, "settings allowed to differ from the checkpoint's on --resume "
-                                                      "(recorded in trainer_state.json): any of "
-                                                      + ", ".join(OVERRIDABLE), metavar="SETTING")
+                                                      "(recorded in trainer_state.json): any setting a resume "
+                                                      "compares (batch_size, lr, seed, ..., a distillation's "
+                                                      "teacher, temperature, ...), total_steps, data, or all",
+                                                metavar="SETTING")
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         checks = {
             "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1, "lr": self.lr >= 0,
             "epochs": self.epochs > 0 or self.max_steps > 0, "max_steps": self.max_steps >= 0,
@@ -218,7 +318,7 @@ class RunOptions:
     device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=DEVICES)
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
 
 
 METHOD_HELP = method_help()
@@ -231,18 +331,18 @@ RELATION_LAYER_HELP = "minilmv2: the teacher layer (1-based) the student's last 
 class GeneralDistillSettings:
     """TinyBERT stage 1: which teacher and student (optimisation is TrainArgs, the text CorpusSettings)."""
 
-    teacher: str = setting("minilm-l6", "pre-trained teacher: minilm-l6 or a folder")
+    teacher: str = setting("minilm-l6", "pre-trained teacher: minilm-l6 or a folder", result=True)
     student: str = setting("tinybert-3", "a preset or a shape such as 3x256 (random init), teacher:0,2,4 (copied "
-                                         "layers) or a folder")
-    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
+                                         "layers) or a folder", result=True)
+    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)", result=True)
     mapping: str = setting("uniform", "layer mapping: which teacher layer each student layer learns from",
-                           choices=MAPPING_STRATEGIES)
-    method: str = setting("tinybert", method_help(stage1=True), choices=GENERAL_METHODS)
-    relation_heads: int = setting(0, RELATION_HEADS_HELP)
-    relation_layer: int = setting(0, RELATION_LAYER_HELP)
+                           choices=MAPPING_STRATEGIES, result=True)
+    method: str = setting("tinybert", method_help(stage1=True), choices=GENERAL_METHODS, result=True)
+    relation_heads: int = setting(0, RELATION_HEADS_HELP, result=True)
+    relation_layer: int = setting(0, RELATION_LAYER_HELP, result=True)
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
 
 
 @dataclass
@@ -257,31 +357,33 @@ class TaskDistillSettings:
     """
 
     teacher: str | None = setting(None, "folder of the teacher fine-tuned on the task; the pipeline without it "
-                                        "fine-tunes the MiniLM-L6 teacher on the training examples first")
+                                        "fine-tunes the MiniLM-L6 teacher on the training examples first", result=True)
     student: str = setting("teacher:0,5", "teacher:0,5 (copy those teacher layers; the default, the teacher's first and "
                                           "last: about 3x its speed, the quick job's and docs/study.md's student), "
                                           "a shape such as 3x256 or a preset (random init), or a folder such as "
-                                          "distill-general's output")
+                                          "distill-general's output", result=True)
     fit_dense_mismatch: str = setting(
         "error", "a --student folder whose fit_dense.safetensors does not fit this teacher's width: error (stop, "
                  "naming the file), or reinit (start the projection afresh, with a log line)",
-        choices=("error", "reinit"))
-    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)")
+        choices=("error", "reinit"), result=True)
+    vocab: str | None = setting(None, "vocab.txt (default: the teacher's)", result=True)
     mapping: str = setting("uniform", "layer mapping (pkd: uniform is Patient KD's skip, top its last)",
-                           choices=MAPPING_STRATEGIES)
+                           choices=MAPPING_STRATEGIES, result=True)
     method: str = setting("tinybert", METHOD_HELP + ". The default, tinybert, runs both stages (--inter-*, then "
                                        "--pred-*): its intermediate stage added 2.4 points on all of SST-2 "
                                        "(docs/results.md). kd is the cheaper choice at a fixed budget: on 1,000 SST-2 "
                                        "labels and the same number of steps it gained +2.75 points over fine-tuning "
-                                       "the same student, tinybert +2.29 (docs/study.md)", choices=tuple(METHODS))
-    temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)")
+                                       "the same student, tinybert +2.29 (docs/study.md)", choices=tuple(METHODS),
+                          result=True)
+    temperature: float = setting(1.0, "prediction-layer temperature t (kd, distilbert, pkd: with Hinton's t^2 factor)",
+                                 above=0, result=True)
     alpha: float = setting(1.0, "kd, distilbert, pkd: weight of the soft targets; the gold labels' cross-entropy "
-                                "gets 1 - alpha (1: the teacher alone)")
-    beta: float = setting(1.0, "distilbert: weight of the hidden-state cosine loss; pkd: of the [CLS] patient loss")
-    relation_heads: int = setting(0, RELATION_HEADS_HELP)
-    relation_layer: int = setting(0, RELATION_LAYER_HELP)
+                                "gets 1 - alpha (1: the teacher alone)", maximum=1, result=True)
+    beta: float = setting(1.0, "distilbert: weight of the hidden-state cosine loss; pkd: of the [CLS] patient loss", result=True)
+    relation_heads: int = setting(0, RELATION_HEADS_HELP, result=True)
+    relation_layer: int = setting(0, RELATION_LAYER_HELP, result=True)
     cache_teacher: bool = setting(True, "compute the frozen teacher's logits once per example and reuse them in later "
-                                        "epochs of the prediction stage (CPU backend)")
+                                        "epochs of the prediction stage (CPU backend)", result=True)
     inter_steps: int = setting(0, "intermediate-layer steps; 0: use --inter-epochs")
     inter_epochs: float = setting(1.0, "intermediate-layer epochs, for a method with that stage (tinybert, minilm, "
                                        "minilmv2; kd, distilbert and pkd have none); 0 with --inter-steps 0 skips the "
@@ -294,7 +396,7 @@ class TaskDistillSettings:
     teacher_lr: float = setting(5e-5, "pipeline without --teacher: fine-tuning rate")
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"TaskDistillSettings.alpha={self.alpha}: expected a weight in [0, 1]")
 
@@ -338,15 +440,15 @@ class AugmentSettings:
         choices=("tinybert", "glove"))
     mlm: str | None = setting(None, "a BertForMaskedLM folder to use as is (default: train a head, see --mlm-steps)")
     mlm_steps: int = setting(300, "steps of MLM-head training on the general corpus")
-    n_aug: int = setting(20, "augmented copies per sentence, N_a")
-    p: float = setting(0.4, "replacement probability per word")
-    k: int = setting(15, "candidates per word, K")
-    seed: int = setting(42, "seed for the head, the corpus and the replacements")
-    output_dir: str = setting("runs/augment", "train_aug.tsv (and mlm-head/) go here")
+    n_aug: int = setting(20, "augmented copies per sentence, N_a", minimum=1)
+    p: float = setting(0.4, "replacement probability per word", maximum=1)
+    k: int = setting(15, "candidates per word, K", minimum=1)
+    seed: int = setting(42, "seed for the head, the corpus and the replacements", maximum=2**32 - 1)
+    output_dir: str = setting("runs/augment", "train_aug.tsv (and mlm-head/) go here", nonempty=True)
     progress: bool = setting(True, "progress bars")
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
 
 
 @dataclass
@@ -371,14 +473,14 @@ class PredictSettings:
     keep_columns: list[str] | None = setting(None, "columns of --input to copy into each output row (an id, a gold "
                                                    "label); one named like an output field (text, label, score, "
                                                    "...) is written as input_<name>", metavar="COLUMN")
-    batch_size: int = setting(32, "texts per forward pass (sorted by length first, so each batch pads little)")
+    batch_size: int = setting(32, "texts per forward pass (sorted by length first, so each batch pads little)", minimum=1)
     max_length: int = setting(0, "maximum tokens per text, [CLS] and [SEP] included; longer texts are cut and "
                                  "counted; 0: the model's max_position_embeddings (512 for BERT)")
     progress: bool = setting(True, "a progress bar for --input files")
     device: str = setting("numpy", "numpy (CPU) or cupy (CUDA GPU)", choices=DEVICES)
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         if self.batch_size < 1:
             raise ValueError(f"PredictSettings.batch_size must be at least 1, got {self.batch_size}")
         if self.max_length < 0:
@@ -403,10 +505,10 @@ class ExplainSettings:
                                           "loss (default: the student's folder, else the prediction/best/ folder "
                                           "of the pipeline run it came from; none: raw states, if widths match)",
                                     metavar="FOLDER")
-    max_length: int = setting(128, "maximum tokens per sentence, [CLS] and [SEP] included (longer ones are cut)")
+    max_length: int = setting(128, "maximum tokens per sentence, [CLS] and [SEP] included (longer ones are cut)", minimum=3)
 
     def __post_init__(self):
-        check_choices(self)
+        check_fields(self)
         if self.max_length < 3:
             raise ValueError(f"ExplainSettings.max_length must be at least 3, got {self.max_length}")
 
@@ -414,3 +516,12 @@ class ExplainSettings:
 # Every settings group, for the command line's tests: each field must be a flag with its help.
 ALL = (ModelSettings, TaskDataSettings, CorpusSettings, MaskingSettings, VocabSettings, TrainArgs, RunOptions,
        GeneralDistillSettings, TaskDistillSettings, AugmentSettings, PredictSettings, ExplainSettings)
+
+# The TrainArgs that change what a resumed run computes (the data order, the schedule, the
+# update): those declared result=True. The others (where and how often to log, evaluate or save;
+# progress bars) may change on resume. Also compared: the other groups' result=True fields
+# (result_settings, given to the Trainer), "total_steps" (from max_steps/epochs: the schedule's
+# length) and "data" (the training data's fingerprint: other examples, max length or vocabulary).
+RESULT_SETTINGS = tuple(f.name for f in fields(TrainArgs) if f.metadata.get("result"))
+OVERRIDABLE = tuple(dict.fromkeys([*RESULT_SETTINGS, *(f.name for g in ALL for f in fields(g) if f.metadata.get(
+    "result")), "total_steps", "data", "all"]))

@@ -21,6 +21,12 @@ the batches have the same shape (tests/test_methods.py trains identical students
 without the cache). On a GPU the cache is not used: looking a row up needs its ids on the
 host, a device synchronisation at every step, and the teacher's forward is cheap there.
 
+Exact resume: a cached row keeps the bits of the batch it was first computed in, so a run
+resumed with an empty cache would recompute rows in other batches and drift by rounding from
+the run it continues. The trainer therefore saves the cache with each checkpoint
+(`state_arrays`, in checkpoint-<step>/extra.safetensors) and restores it (`load_state_arrays`):
+a resumed run serves exactly the rows the uninterrupted one would.
+
 Not here: which targets a stage needs (`Distiller.teacher_targets`), the stage's loop
 (`distillation.py`).
 """
@@ -87,3 +93,39 @@ class TeacherCache:
         self.hits += len(keys) - len(missing)
         names = self.rows[keys[0]].keys()
         return {name: _stack([self.rows[k][name] for k in keys]) for name in names}
+
+    # ---------------------------------------------------------- saved with a checkpoint
+
+    def state_arrays(self) -> dict:
+        """The cache as host arrays: "keys" (n, 16) uint8, one (n, ...) array per target (per list item:
+        "<name>.<j>"), and "counts" [hits, misses]: what a checkpoint keeps for an exact resume."""
+        arrays = {"counts": np.array([self.hits, self.misses], dtype=np.int64)}
+        if not self.rows:
+            return arrays
+        keys = list(self.rows)
+        arrays["keys"] = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        for name, first in self.rows[keys[0]].items():
+            if isinstance(first, list):
+                for j in range(len(first)):
+                    arrays[f"{name}.{j}"] = np.stack([self.rows[k][name][j] for k in keys])
+            else:
+                arrays[name] = np.stack([self.rows[k][name] for k in keys])
+        return arrays
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Replace the cache by what `state_arrays` gave (an empty dict: an empty cache)."""
+        self.rows = {}
+        self.hits, self.misses = (int(x) for x in arrays.get("counts", np.zeros(2, np.int64)))
+        if "keys" not in arrays:
+            return
+        keys = [bytes(row) for row in arrays["keys"]]
+        names = sorted({name.split(".")[0] for name in arrays if name not in ("keys", "counts")})
+        for i, k in enumerate(keys):
+            row = {}
+            for name in names:
+                if name in arrays:
+                    row[name] = arrays[name][i].copy()
+                else:
+                    parts = sorted((int(n.split(".")[1]), a) for n, a in arrays.items() if n.startswith(name + "."))
+                    row[name] = [a[i].copy() for _, a in parts]
+            self.rows[k] = row

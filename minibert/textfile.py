@@ -38,6 +38,8 @@ def read_json_object(path, error: type = DataError) -> dict:
         value = json.loads(read_text(path, error))
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:  # [[[[... nested deeper than Python's parser goes
+        raise error(f"{path}: JSON nested too deeply to read") from None
     if not isinstance(value, dict):
         raise error(f"{path}: expected a JSON object")
     return value

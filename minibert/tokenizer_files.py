@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DataError
+from .runfolder import write_text_atomic
 from .textfile import read_json_object, read_text
 from .wordpiece import MAX_INPUT_CHARS_PER_WORD, UNK
 
@@ -84,9 +85,7 @@ def save_vocab(tokens: Sequence[str] | dict[str, int], path: str | os.PathLike) 
         if "\n" in token or "\r" in token:
             raise DataError(f"token {index} ({token!r}) contains a line break")
     check_vocab(tokens, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8", newline="\n")
-    return path
+    return write_text_atomic(path, "".join(t + "\n" for t in tokens))  # whole or not at all; errors name it
 
 def read_tokenizer_folder(folder: str | os.PathLike) -> tuple[Path | list[str], dict]:
     """(vocab.txt's path, or tokenizer.json's tokens; BertTokenizer's keyword arguments) of a tokenizer folder.

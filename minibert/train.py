@@ -18,8 +18,11 @@ An expected failure (an `errors.UserError`: bad data or settings, a non-finite l
 checkpoint, an output folder in use; or an unreadable or full disk) prints one line
 `error: <what>, <where>` and no traceback (`--debug` shows it); any other error is a bug and
 keeps its traceback. Exit codes: 0 done; 1 an error; 2 a usage error (a flag,
---config, a setting's value); 130 (SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint
-written first (`--resume auto` continues it) unless the signal came twice.
+--config, a setting's value: validated by type and range in settings.check_fields); 130
+(SIGINT) or 143 (SIGTERM): interrupted, with a checkpoint written first (`--resume auto`
+continues it) unless the signal came twice. One stop request covers the whole command (every
+stage, evaluation and benchmark: interrupts.py), entered here; under mpiexec the processes
+compare their parsed settings first and refuse to run when they differ.
 
 This module parses flags and calls one library function per command; it holds no training
 logic (runs: `pretrain.py`, `finetune.py`, `distillation.py`). The flags are the fields of the
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -43,7 +47,7 @@ from .finetune import evaluate_folder, finetune
 from .errors import UsageError, UserError
 from .flags import DEFAULTS, add_flags, fill_defaults, from_args
 from .inference import predict
-from .interrupts import Interrupted
+from .interrupts import Interrupted, StopRequested, StopSignals, requested
 from .pretrain import pretrain
 from .report import results_table, summary_line
 from .messages import error_line
@@ -253,6 +257,12 @@ def parse_args(argv=None, parser=None) -> argparse.Namespace:
     return fill_defaults(a)
 
 
+def settings_of(a: argparse.Namespace) -> dict:
+    """The parsed settings of a command line ({flag name: value}), compared between processes at start-up."""
+    return {"command": a.command, **{k: v for k, v in vars(a).items()
+                                     if k in getattr(a, DEFAULTS, {}) and k not in ("progress",)}}
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv  # known before parsing, so that a --config error honours it too
@@ -264,19 +274,28 @@ def main(argv=None) -> None:
                 f"(python -m minibert.train {' '.join(QUICK_PIPELINE)}); see --help for the rest")
             a = parse_args(QUICK_PIPELINE, parser)
         require_device(getattr(a, "device", "numpy"))  # --device cupy without CuPy: one line, exit 2, before any work
-        with distributed.abort_on_error(EXPECTED):  # under mpiexec: an error on one process ends all, naming it
-            distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints
+        # one stop request for the whole command: every stage, evaluation and benchmark checks it (interrupts.py)
+        with distributed.abort_on_error(EXPECTED), StopSignals():  # under mpiexec: an error on one process ends all
+            w = distributed.setup(getattr(a, "device", "numpy"), a.command in DATA_PARALLEL)  # rank 0 alone prints
+            w.same_everywhere("settings", settings_of(a))  # every process must run the same computation
             a.func(a)
+            signum = w.first_signal(requested())
+        if signum is not None:  # the signal came after the last point that checks it: the work is complete
+            say(f"stopped: {signal.Signals(signum).name} came as the command finished; its work is complete")
+            raise SystemExit(128 + signum)
     except Interrupted as exc:  # a checkpoint was written: say where, exit 128 + the signal
         if debug:
             raise
         say(f"stopped: {exc}")
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+    except KeyboardInterrupt as exc:  # a second signal, or a stop request outside a training step
         if debug:
             raise
-        say("error: interrupted, stopped at once without writing a checkpoint (those already written stay)")
-        raise SystemExit(EXIT_SIGINT) from None
+        if isinstance(exc, StopRequested):
+            say(f"stopped: {exc}")
+        else:
+            say("error: interrupted, stopped at once without writing a checkpoint (those already written stay)")
+        raise SystemExit(getattr(exc, "exit_code", EXIT_SIGINT)) from None
     except EXPECTED as exc:
         if debug:
             raise

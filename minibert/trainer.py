@@ -30,7 +30,14 @@ refuses changed settings (`run_checkpoints.py`, where the policy is). Before the
 output folder is locked for the run's life and stale temporaries removed (`runfolder.py`);
 the longest training row is checked against the model's position embeddings, the labels
 against its classifier, and free disk space for a checkpoint. SIGINT/SIGTERM finish the step,
-write a checkpoint and raise `interrupts.Interrupted`.
+write a checkpoint and raise `interrupts.Interrupted`; the stop request is the command's
+(interrupts.py), so a trainer that starts after it stops before its first step, and one that
+comes during an evaluation stops it between batches, after which the checkpoint of that step
+is written. The final checkpoint is written before the final evaluation (and again after it,
+with its record); a resume runs an evaluation a signal stopped (`_due_evaluation`), and a
+finished run resumed re-saves nothing. A resume also compares the run's other result settings
+(`settings`, e.g. a distillation's teacher and temperature) and restores its `extra_state`
+(the teacher cache) from the checkpoint.
 
 Several processes (`mpiexec -n N`, distributed.py): `batch_size` stays the global batch of one
 micro-batch; each process collates it and keeps its rows (data.batching.shard_batch), so the
@@ -44,7 +51,8 @@ checks, evaluates (on the whole evaluation set, while the others wait), logs, sh
 writes checkpoints, which hold every process's dropout state and the number of processes
 (`world_size`): a resume with the same N continues bit-identically, with another N from the same
 global batch, with a note. Losses and the NaN/Inf check are summed over the processes at the
-read steps, and a stop signal reaching any process stops all of them at the same step.
+read steps, and a stop signal reaching any process stops all of them at the same step (one
+collective per step: `World.first_signal`).
 
 Not here: the checkpoint folders and the resume policy (`run_checkpoints.py`), the settings
 (`settings.TrainArgs`), the optimizer's maths (`optim.py`), and what a step computes (each
@@ -70,7 +78,7 @@ from .backend import get_array_module, to_device
 from .data.batching import shard_batch
 from .errors import DataError, TrainingError  # noqa: F401 (TrainingError: trainer.TrainingError)
 from .functional import IGNORE_INDEX
-from .interrupts import Interrupted, StopSignals
+from .interrupts import Interrupted, StopRequested, StopSignals
 from .messages import note, say
 from .optim import AdamW, BertAdam, clip_grad_norm, clip_grad_norm_per_tensor, make_schedule, zero_grads
 from .run_checkpoints import TrainState, verify_checkpoint  # noqa: F401 (trainer.TrainState, as before)
@@ -112,9 +120,15 @@ class Trainer:
     """
 
     def __init__(self, args: TrainArgs, modules: dict, batcher, step_fn: Callable, eval_fn: Callable | None = None,
-                 save_fn: Callable | None = None, device: str = "numpy"):
+                 save_fn: Callable | None = None, device: str = "numpy", settings: dict | None = None,
+                 extra_state=None):
         self.args, self.modules, self.batcher = args, modules, batcher
         self.step_fn, self.eval_fn, self.save_fn, self.device = step_fn, eval_fn, save_fn, device
+        # settings: the run's other settings that change what it computes ({name: value}, e.g. the
+        # distillation's teacher and temperature: settings.result_settings), compared on resume as
+        # TrainArgs' are; extra_state: an object whose arrays a checkpoint must keep for an exact
+        # resume (state_arrays() / load_state_arrays(arrays): the teacher cache)
+        self.settings, self.extra_state = dict(settings or {}), extra_state
         self.params, self.grads = merged_parameters(modules)
         opt_cls = BertAdam if args.optimizer == "bertadam" else AdamW
         self.optimizer = opt_cls(self.params, lr=args.lr, weight_decay=args.weight_decay)
@@ -133,6 +147,7 @@ class Trainer:
             self._distribute(batcher)
         self.state = TrainState()
         self.out = Path(args.output_dir)
+        self._on_disk = None  # the step whose checkpoint on disk holds the current state (nothing to re-save)
 
     def _distribute(self, batcher) -> None:
         """Several processes: check the batch splits, put the gradients in one buffer, seed each process's dropout."""
@@ -200,11 +215,29 @@ class Trainer:
 
     def _restore(self, found: tuple[Path, dict]) -> None:
         self.state = ckpt.restore(found, self.params, self.optimizer, self.rngs, self.world, self.args,
-                                  self.total_steps, self.data_fingerprint)
+                                  self.total_steps, self.data_fingerprint, self.settings, self.extra_state)
+        # the checkpoint holds this state, unless the resume accepted changed settings (recorded at the next save)
+        self._on_disk = self.state.step if len(self.state.overrides) == len(found[1].get("overrides", [])) else None
 
     def _save(self, last_good: Path | None) -> Path:
-        return ckpt.write_checkpoint(self.out, self.state, self.params, self.optimizer, self.rngs, self.world,
-                                     self.args, self.total_steps, self.data_fingerprint, last_good)
+        path = ckpt.write_checkpoint(self.out, self.state, self.params, self.optimizer, self.rngs, self.world,
+                                     self.args, self.total_steps, self.data_fingerprint, last_good, self.settings,
+                                     self.extra_state)
+        self._on_disk = self.state.step
+        return path
+
+    def _stop_signal(self, stop: StopSignals) -> int | None:
+        """The command's stop signal, shared by every process (one collective): the same answer everywhere."""
+        stop.signum = self.world.first_signal(stop.signum)
+        return stop.signum
+
+    def _due_evaluation(self) -> bool:
+        """An evaluation belongs at this step (every eval_steps, and the last) and is not in the history yet:
+        after a resume from a checkpoint written while it ran (a signal stopped it), it runs first."""
+        st, a = self.state, self.args
+        due = st.step == self.total_steps or (a.eval_steps and st.step % a.eval_steps == 0)
+        due = bool(self.eval_fn and st.step > 0 and due and not any(h.get("step") == st.step for h in st.history))
+        return self.world.broadcast(due)  # rank 0's history decides: only it records evaluations
 
     def _join(self, found: tuple[Path, dict] | None) -> None:
         """Several processes: every one starts from rank 0's checkpoint (`found`) and parameters."""
@@ -227,6 +260,12 @@ class Trainer:
         last_good = ckpt.latest_checkpoint(self.out)
         interval, first = {}, st.step + 1  # {loss name: sum over steps first..now}, on the device
         self.stopped_early = self._patience_exhausted()  # a resumed run that had already stopped early stays stopped
+        if self._stop_signal(stop):  # the command was asked to stop before this stage began
+            bar.close()
+            raise Interrupted(stop.signum, st.step, last_good)
+        if st.step < self.total_steps and not self.stopped_early and self._due_evaluation():
+            self._evaluate_or_stop(log_path, stop, bar, last_good)  # resumed where a signal stopped an evaluation
+            self.stopped_early = w.broadcast(self._patience_exhausted())
         while st.step < self.total_steps and not self.stopped_early:
             zero_grads(self.grads)
             losses = {}  # this step's losses, mean over its micro-batches: 0-d float64 arrays, on the device
@@ -259,27 +298,33 @@ class Trainer:
             log = st.step % a.log_steps == 0 or last
             evaluate = bool(self.eval_fn and a.eval_steps and st.step % a.eval_steps == 0 and not last)
             save = bool(a.save_steps and st.step % a.save_steps == 0 and not last)
-            interrupted = w.any(stop.signum is not None) and not last  # a finished run ends normally
+            interrupted = self._stop_signal(stop) is not None  # one collective: a signal to any process
             if log or evaluate or save or interrupted:  # the only place the loop reads the device
                 self._stop_if_not_finite(interval, first, last_good, bar)
                 interval, first = {}, st.step + 1
             if log:
                 self._log(log_path, bar, losses, lr, epoch, (st.tokens - tokens0) / max(time.perf_counter() - t0, 1e-9))
+            if interrupted:  # before an evaluation: the checkpoint comes first (a scheduler's grace is short)
+                last_good = self._save(last_good)
+                bar.close()
+                raise Interrupted(stop.signum, st.step, last_good)
             if evaluate:
-                self._evaluate_on_root(log_path)
+                self._evaluate_or_stop(log_path, stop, bar, last_good)
                 self.stopped_early = w.broadcast(self._patience_exhausted())
                 if self.stopped_early:
                     say(f"early stopping at step {st.step}: {a.early_stopping_patience} evaluations without a better "
                         f"{a.metric_for_best} (best {st.best_metric:.4f}; --early-stopping-patience)")
-            if save or interrupted:
+            if save:
                 last_good = self._save(last_good)
-            if interrupted:
-                bar.close()
-                raise Interrupted(stop.signum, st.step, last_good)
         bar.close()
-        if self.eval_fn and not self.stopped_early:  # an early stop has just evaluated this step
-            self._evaluate_on_root(log_path)
-        self._save(last_good)
+        if not self.stopped_early and self._due_evaluation():  # the final one (an early stop has just evaluated)
+            if self._on_disk != st.step:  # the trained weights are saved before a long evaluation
+                last_good = self._save(last_good)
+            self._evaluate_or_stop(log_path, stop, None, last_good)
+        if self._on_disk != st.step:  # (a finished run resumed has nothing new to save)
+            last_good = self._save(last_good)
+        if self._stop_signal(stop):  # a signal during the final checkpoint: stop before the model folder
+            raise Interrupted(stop.signum, st.step, last_good)
         if self.save_fn and w.is_root:
             self.save_fn(self.out)
         if w.size > 1:  # every process returns rank 0's evaluations, once its files are written
@@ -322,10 +367,29 @@ class Trainer:
             f"checkpoint steps; their means over these steps: {means}); stopped without saving. "
             f"Last good checkpoint: {last_good or 'none'}")
 
-    def _evaluate_on_root(self, log_path: Path) -> None:
-        """Rank 0 evaluates (on the whole evaluation set), logs and keeps the best model; the others wait."""
+    def _evaluate_or_stop(self, log_path: Path, stop: StopSignals, bar, last_good: Path | None) -> None:
+        """Evaluate at this step; a stop request during it (to any process) writes the checkpoint of this step,
+        without the evaluation (a resume runs it first: `_due_evaluation`), and raises Interrupted."""
+        if self.world.broadcast(self._evaluate_on_root(log_path)):  # recorded: the checkpoint on disk lacks it
+            self._on_disk = None
+        if self._stop_signal(stop):
+            if self._on_disk != self.state.step:
+                last_good = self._save(last_good)
+            if bar is not None:
+                bar.close()
+            raise Interrupted(stop.signum, self.state.step, last_good)
+
+    def _evaluate_on_root(self, log_path: Path) -> bool:
+        """Rank 0 evaluates (on the whole evaluation set), logs and keeps the best model; the others wait.
+
+        A stop request during the evaluation (interrupts.check, between its batches) leaves it
+        unrecorded: the caller writes the checkpoint."""
         if self.world.is_root:
-            metrics = self.eval_fn()
+            try:
+                metrics = self.eval_fn()
+            except StopRequested:
+                self.world.wait()
+                return False
             st, w = self.state, self.world
             st.history.append({"step": st.step, **metrics})
             _append_jsonl(log_path, {"step": st.step, "eval": metrics, "world_size": w.size})
@@ -340,6 +404,7 @@ class Trainer:
                     if self.save_fn:
                         self.save_fn(self.out / "best")
         self.world.wait()
+        return self.world.is_root
 
 
 def check_before_first_step(batcher, modules: dict, params: dict, optimizer, out: Path) -> None:

@@ -24,6 +24,7 @@ from minibert import data as D
 from minibert.checkpoint import CheckpointError
 from minibert.finetune import classification_step
 from minibert.flags import UsageError, from_args
+from minibert.interrupts import Interrupted
 from minibert.train import parse_args
 from minibert.trainer import Trainer, TrainArgs, TrainingError
 
@@ -159,7 +160,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path):
     assert proc.returncode == 130
     assert one_error_line(err) == ("error: interrupted, stopped at once without writing a checkpoint (those already "
                                    "written stay)")
-    assert not list(out.glob(".tmp-checkpoint-*")) and not list(out.glob("checkpoint-*"))
+    assert not list(out.glob(".minibert-tmp-*")) and not list(out.glob("checkpoint-*"))
 
 
 def test_a_second_signal_raises_at_once_wherever_the_step_is(tok, sst2, tmp_path):
@@ -176,7 +177,8 @@ def test_a_second_signal_raises_at_once_wherever_the_step_is(tok, sst2, tmp_path
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match="SIGINT again: stopped at once") as info:
         Trainer(args, {"": model}, D.Batcher(sst2, 8), step_fn).train()
-    assert type(info.value) is KeyboardInterrupt  # not Interrupted: no checkpoint was written
+    assert not isinstance(info.value, Interrupted)  # no checkpoint was written
+    assert info.value.exit_code == 130  # 128 + SIGINT, the second signal's
     assert list(tmp_path.iterdir()) == []  # no checkpoint, no temporary, the lock released
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
 
@@ -335,13 +337,17 @@ def test_checksums_file_is_sha256sum_format_and_older_checkpoints_load_with_a_no
                                                              "trainer_state.json"]
     assert all(runfolder.sha256_file(folder / line.split("  ")[1]) == line.split("  ")[0] for line in lines)
     shutil.rmtree(out / "checkpoint-4")
-    (folder / "checksums.sha256").unlink()  # a checkpoint written before checksums were recorded
+    (folder / "checksums.sha256").unlink()  # a checkpoint written before checksums were recorded:
+    state = json.loads((folder / "trainer_state.json").read_text())
+    del state["format"]  # (which has no format number either)
+    (folder / "trainer_state.json").write_text(json.dumps(state))
     with open(out / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "lo')  # a log line a kill cut short
     capsys.readouterr()
     resumed, _ = run(out, tok, sst2, steps=4, resume="auto", seed=9)
     err = capsys.readouterr().err
-    assert "has no checksums.sha256 (written before minibert recorded them): checked by its tensor files' headers" in err
+    assert "has no checksums.sha256 (written before minibert recorded them): checked by its tensor files' headers, " \
+           "dtypes and shapes only" in err
     assert "metrics.jsonl:2: not a JSON record (a write cut short?); dropped" in err
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [4]
     assert same_parameters(full, resumed)
@@ -350,13 +356,16 @@ def test_checksums_file_is_sha256sum_format_and_older_checkpoints_load_with_a_no
 def test_stale_temporaries_are_removed_at_the_start_and_nothing_else(tok, sst2, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    stale = [out / ".tmp-checkpoint-7-4242", out / ".best.abc_1234.tmp", tmp_path / ".run.zz99x_q1.tmp"]
+    stale = [out / ".tmp-checkpoint-7-4242", out / ".minibert-tmp-checkpoint-8-4242",
+             out / ".minibert-tmp-best.abc_1234", tmp_path / ".minibert-tmp-run.zz99x_q1"]
     for folder in stale:
         folder.mkdir()
         (folder / "params.safetensors").write_bytes(b"partial")
-    (out / ".params.safetensors.4242.tmp").write_bytes(b"partial")
-    stale.append(out / ".params.safetensors.4242.tmp")
-    kept = [out / "notes.tmp", tmp_path / ".run2.abcdefgh.tmp", out / ".hidden"]  # not ours
+    (out / ".minibert-tmp-params.safetensors.4242").write_bytes(b"partial")
+    stale.append(out / ".minibert-tmp-params.safetensors.4242")
+    # not ours: a user's own files, even named as minibert's temporaries once were (issue 28, case 8)
+    kept = [out / "notes.tmp", tmp_path / ".run2.abcdefgh.tmp", out / ".hidden", out / ".notes.2024.tmp",
+            out / ".draft.abcdefgh.tmp", tmp_path / ".run.zz99x_q1.tmp", tmp_path / ".minibert-tmp-run2.abcdefgh"]
     for path in kept:
         path.write_text("mine")
     run(out, tok, sst2, steps=2)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,8 @@ def _delimited(path: Path, text: str, fmt: str) -> Table:
             raise DataError(f"{path}:{line}: {len(fields)} {sep}-separated fields, but the header has {len(names)} "
                             f"({', '.join(map(repr, names))})")
         rows.append((line, dict(zip(names, fields))))
+    if not rows:
+        raise DataError(f"{path}: a header line ({', '.join(map(repr, names))}) and no rows of data")
     return Table(path, names, rows)
 
 
@@ -150,6 +153,8 @@ def _json_lines(path: Path, text: str) -> Table:
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{line}: not valid JSON ({exc.msg}); a JSON Lines file holds one object per "
                             f"line") from None
+        except RecursionError:
+            raise DataError(f"{path}:{line}: JSON nested too deeply to read") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{line}: expected a JSON object ({{\"text\": ..., \"label\": ...}}), found "
                             f"{type(obj).__name__}")
@@ -229,6 +234,14 @@ def parse_number(label: str, where: str) -> float:
     return float(label)
 
 
+def _non_finite(label: str) -> bool:
+    """'nan', 'inf', '-Infinity' and the like: what float() reads as a number that is not finite."""
+    try:
+        return not math.isfinite(float(label))
+    except ValueError:
+        return False
+
+
 def class_key(label: str) -> str:
     """How a class label is compared: integers by value ("01" and "1" are one class), others as written."""
     return str(int(label)) if is_integer(label) else label
@@ -264,6 +277,13 @@ def label_kind(rows: list[Row], task_type: str, path) -> tuple[str, tuple[str, .
     labels = [r.label for r in rows]
     integers = all(map(is_integer, labels))
     numbers = all(_NUMBER.fullmatch(label) for label in labels)
+    if task_type != "classification":  # decimal scores and a nan/inf among them: a broken score, not a class
+        broken = [r for r in rows if not _NUMBER.fullmatch(r.label) and _non_finite(r.label)]
+        scores = [label for label in labels if _NUMBER.fullmatch(label)]
+        regression = task_type == "regression" or not all(map(is_integer, scores))
+        if broken and regression and len(scores) + len(broken) == len(labels):
+            raise DataError(f"{path}:{broken[0].line}: label {broken[0].label!r} is not a finite number (a "
+                            f"regression's scores are numbers such as 3.5)")
     if task_type == "regression" or (task_type == "auto" and numbers and not integers):
         for r in rows:
             parse_number(r.label, f"{path}:{r.line}")
