@@ -1,7 +1,7 @@
 """Re-execute notebooks top to bottom and write their outputs back (what the committed copies hold).
 
-    MINIBERT_DATA=../shared/data python notebooks/execute.py                  # all of them
-    MINIBERT_DATA=../shared/data python notebooks/execute.py 04_tinybert.ipynb
+    python notebooks/execute.py                      # all of them; the data in $MINIBERT_DATA, default data/
+    python notebooks/execute.py 04_tinybert.ipynb
 
 Runs each on the registered `python3` kernel with its working directory in notebooks/ (as
 Jupyter and tests/test_notebooks.py do), with MINIBERT_SOLUTIONS unset so every exercise shows
@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(names) -> None:
-    data = Path(os.environ.get("MINIBERT_DATA", "../shared/data"))
+    data = Path(os.environ.get("MINIBERT_DATA", "data"))
     os.environ["MINIBERT_DATA"] = str(data if data.is_absolute() else (Path.cwd() / data).resolve())
     os.environ.pop("MINIBERT_SOLUTIONS", None)
     for path in [HERE / n for n in names] or sorted(HERE.glob("*.ipynb")):

@@ -48,19 +48,19 @@ def answer(notebook: str, name: str, attempt):
     return attempt
 
 
-def check(check_fn, *attempts) -> bool:
-    """check_fn(*attempts); True when it passes. An attempt not written yet (a TODO value, or a
+def check(check_fn, *attempts, **given) -> None:
+    """Run check_fn(*attempts, **given). `given` is what the check needs besides the learner's
+    attempts (a vocabulary, measured results). An attempt not written yet (a TODO value, or a
     function that raises NotImplementedError) prints YOUR_TURN instead of failing; with
-    MINIBERT_SOLUTIONS=1 every attempt is a solution, so there it is an error."""
+    MINIBERT_SOLUTIONS=1 every attempt is a solution, so there it is an error. Returns None, so
+    that a notebook cell ending with a check shows only what the check prints."""
     if not using_solutions():
         if any(a is TODO for a in attempts):
             print(YOUR_TURN)
-            return False
+            return
         try:
-            check_fn(*attempts)
+            check_fn(*attempts, **given)
         except NotImplementedError:
             print(YOUR_TURN)
-            return False
-        return True
-    check_fn(*attempts)
-    return True
+        return
+    check_fn(*attempts, **given)

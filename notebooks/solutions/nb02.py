@@ -39,3 +39,33 @@ def predict_softmax_failures(names, num_layers):
     last = f"encoder.layer.{num_layers - 1}."
     after_probs = ("attention.self.value.", "attention.output.", "intermediate.", "output.")
     return {n for n in names if not (n.startswith(last) and n[len(last):].startswith(after_probs))}
+
+
+def layernorm_backward(dout, cache):
+    """dout (..., D) -> dx (..., D), dgamma (D,), dbeta (D,) for y = gamma * xhat + beta.
+
+    With g = dout * gamma (the gradient reaching xhat) and r = 1/sigma:
+    dx_i = r (g_i - mean_j g_j - xhat_i mean_j g_j xhat_j): the direct path, the path through
+    mu (the mean term) and the path through sigma (the variance term).
+    """
+    xhat, r, gamma = cache.xhat, cache.rstd, cache.gamma  # (..., D), (..., 1), (D,)
+    rows = tuple(range(dout.ndim - 1))  # every position shares gamma and beta
+    dbeta = dout.sum(axis=rows)  # y = ... + beta
+    dgamma = (dout * xhat).sum(axis=rows)  # y = gamma * xhat + ...
+    g = dout * gamma  # (..., D) dL/dxhat
+    dx = r * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+def attention_backward(dcontext, q, k, v, P):
+    """dq, dk, dv (each (B, NH, T, d)) of S = q k^T / sqrt(d) + mask, P = softmax(S), context = P v."""
+    scale = 1.0 / np.sqrt(q.shape[-1])
+    # context = P @ v
+    dv = P.swapaxes(-1, -2) @ dcontext  # (B, NH, T, d)
+    dP = dcontext @ v.swapaxes(-1, -2)  # (B, NH, T, T)
+    # P = softmax(S), row by row
+    dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))  # (B, NH, T, T)
+    # S = q @ k^T * scale + mask (the mask is a constant)
+    dq = dS @ k * scale  # (B, NH, T, d)
+    dk = dS.swapaxes(-1, -2) @ q * scale  # (B, NH, T, d)
+    return dq, dk, dv
