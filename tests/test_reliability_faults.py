@@ -411,6 +411,9 @@ def test_11_bad_data_is_one_line_naming_the_file(tmp_path, capsys):
     (tmp_path / "deep.jsonl").write_text('{"text": "a", "label": ' + "[" * 100_000 + "\n")
     with pytest.raises(DataError, match="deep.jsonl:1: JSON nested too deeply"):
         D.read_table(tmp_path / "deep.jsonl")
+    (tmp_path / "half.jsonl").write_text('{"text": "fine", "label": 0}\n{"text": "bad \\ud800 x", "label": 1}\n')
+    with pytest.raises(DataError, match=r"half.jsonl:2: 'text' holds a lone surrogate"):
+        D.read_table(tmp_path / "half.jsonl")  # predict and training read JSON Lines through it
     (tmp_path / "scores.csv").write_text("text,label\na,0.5\nb,1.5\nc,nan\nd,2.5\n")
     with pytest.raises(DataError, match="scores.csv:4: label 'nan' is not a finite number"):
         D.read_task(D.task_files(train_file=tmp_path / "scores.csv", dev_file=tmp_path / "scores.csv"))

@@ -143,6 +143,17 @@ def _json_text(value, path: Path, line: int, key: str) -> str:
     raise DataError(f"{path}:{line}: {key!r} is {kind}, expected a string or a number")
 
 
+def _refuse_lone_surrogates(value, path: Path, line: int, key: str) -> None:
+    """A JSON string may spell half a UTF-16 pair ("\\ud800"): no character at all, which no
+    tokenizer or output file can take, so it stops here with its file and line."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(f"{path}:{line}: {key!r} holds a lone surrogate ({value[exc.start]!r} at character "
+                            f"{exc.start + 1}), which is not text") from None
+
+
 def _json_lines(path: Path, text: str) -> Table:
     rows, columns = [], None
     for line, raw in enumerate(text.split("\n"), start=1):
@@ -158,6 +169,8 @@ def _json_lines(path: Path, text: str) -> Table:
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{line}: expected a JSON object ({{\"text\": ..., \"label\": ...}}), found "
                             f"{type(obj).__name__}")
+        for key, value in obj.items():
+            _refuse_lone_surrogates(value, path, line, key)
         columns = columns if columns is not None else list(obj)
         rows.append((line, obj))  # values become text when a column is read (table_rows)
     if not rows:
