@@ -330,10 +330,27 @@ def torch_group(event, vocab_size: int) -> str:
     return OTHER
 
 
+def torch_groups(step, steps: int, vocab_size: int) -> tuple[float, float, dict[str, float]]:
+    """(seconds per step unprofiled, seconds per step under torch.profiler, {group: ms per step}) of
+    `step` (already warmed up), its events grouped by torch_group."""
+    from torch.profiler import ProfilerActivity, profile
+
+    plain = timed(step, steps)
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+    profiled = (time.perf_counter() - t0) / steps
+    totals: dict[str, float] = defaultdict(float)
+    for e in prof.events():
+        totals[torch_group(e, vocab_size)] += e.self_cpu_time_total / 1e3  # µs -> ms
+    return plain, profiled, {g: ms / steps for g, ms in totals.items()}
+
+
 def profile_torch(args, B: int, T: int) -> dict[str, float]:
     """Profile the benchmark's torch step (gathered MLM / sequence classification)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import record_function
 
     torch.set_num_threads(args.torch_threads)
     transformers = bench_speed.hf_quiet()
@@ -345,17 +362,7 @@ def profile_torch(args, B: int, T: int) -> dict[str, float]:
     step = bench_speed.torch_train_step(model, x, gathered=(task == "mlm"), scope=record_function)
 
     step()  # warm-up: creates the gradients and the AdamW state
-    plain = timed(step, args.steps)
-    t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for _ in range(args.steps):
-            step()
-    profiled = (time.perf_counter() - t0) / args.steps
-
-    totals: dict[str, float] = defaultdict(float)
-    for e in prof.events():
-        totals[torch_group(e, cfg.vocab_size)] += e.self_cpu_time_total / 1e3  # µs -> ms
-    per_step = {g: ms / args.steps for g, ms in totals.items()}
+    plain, profiled, per_step = torch_groups(step, args.steps, cfg.vocab_size)
     variant = "transformers, sequence classification" if task == "cls" else "torch-gathered masked LM"
     print(f"## torch ({variant}, {torch.get_num_threads()} threads): {plain * 1e3:.0f} ms per step "
           f"unprofiled, {profiled * 1e3:.0f} ms under torch.profiler\n")
@@ -366,7 +373,7 @@ def profile_torch(args, B: int, T: int) -> dict[str, float]:
 def profile_torch_infer(args, model, B: int, T: int) -> dict[str, float]:
     """Profile transformers' forward under inference_mode (the bench's contestant), by group."""
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import record_function
 
     torch.set_num_threads(args.torch_threads)
     x = {k: torch.from_numpy(v) for k, v in bench_speed.make_inputs(B, T, "infer").items()}
@@ -376,16 +383,7 @@ def profile_torch_infer(args, model, B: int, T: int) -> dict[str, float]:
             model(**x)
 
     step()
-    plain = timed(step, args.steps)
-    t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for _ in range(args.steps):
-            step()
-    profiled = (time.perf_counter() - t0) / args.steps
-    totals: dict[str, float] = defaultdict(float)
-    for e in prof.events():
-        totals[torch_group(e, model.config.vocab_size)] += e.self_cpu_time_total / 1e3  # µs -> ms
-    per_step = {g: ms / args.steps for g, ms in totals.items()}
+    plain, profiled, per_step = torch_groups(step, args.steps, model.config.vocab_size)
     note = ""
     if CLOCK[0] is not time.perf_counter:  # torch.profiler reads wall time: its groups, scaled to the CPU time
         scale = plain * 1e3 / (sum(per_step.values()) or 1.0)

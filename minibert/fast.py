@@ -119,6 +119,18 @@ def _normal_cdf_f32(x, out) -> None:
     out += 0.5  # 1 - h for x >= 0, h for x < 0
 
 
+def normal_cdf(x, out) -> None:
+    """out = Phi(x) = (1 + erf(x / sqrt 2)) / 2 for one block: float32 by the A&S formula,
+    float64 by scipy's erf (gradient checks need its precision)."""
+    if x.dtype == np.float32:
+        _normal_cdf_f32(x, out)
+        return
+    np.multiply(x, _SQRT_HALF, out=out)
+    erf(out, out=out)
+    out += 1.0
+    out *= 0.5
+
+
 def gelu_forward(x):
     """Exact GELU, y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; as `functional.gelu_forward`.
 
@@ -130,13 +142,7 @@ def gelu_forward(x):
 
     def block(lo, hi):
         xb, c = x2[lo:hi], cdf[lo:hi]
-        if x.dtype == np.float32:
-            _normal_cdf_f32(xb, c)
-        else:
-            np.multiply(xb, _SQRT_HALF, out=c)
-            erf(c, out=c)
-            c += 1.0
-            c *= 0.5  # c = Phi(x)
+        normal_cdf(xb, c)  # c = Phi(x)
         np.multiply(xb, c, out=y[lo:hi])
 
     for_blocks(block, x2.shape[0], x2.strides[0])

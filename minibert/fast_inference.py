@@ -40,11 +40,9 @@ import math
 import numpy as np
 
 from . import kernels as K
-from .backend import erf
-from .fast import _normal_cdf_f32
+from .fast import normal_cdf
 from .threads import BLOCK_BYTES, for_shares
 
-_SQRT_HALF = 1.0 / math.sqrt(2.0)
 MASK_VALUE = -10000.0  # as model.MASK_VALUE (not imported: model.py imports this module)
 # Rows per matmul call, at most. OpenBLAS (one thread, CPU time) ran (4096, 312) x (312, 1200)
 # at ~100 GFLOP/s in one call, ~98 in 1024-row calls, ~89 in 256-row and ~73 in 64-row ones:
@@ -115,13 +113,7 @@ def _gelu_(h) -> None:
     cdf = np.empty((min(rows, len(h)), h.shape[1]), h.dtype)
     for lo in range(0, len(h), rows):
         x, c = h[lo:lo + rows], cdf[:len(h[lo:lo + rows])]
-        if h.dtype == np.float32:
-            _normal_cdf_f32(x, c)
-        else:
-            np.multiply(x, _SQRT_HALF, out=c)
-            erf(c, out=c)
-            c += 1.0
-            c *= 0.5
+        normal_cdf(x, c)  # c = Phi(x)
         x *= c
 
 
