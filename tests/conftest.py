@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,16 @@ def check_module(module, x, rng, name, extra=(), k=12):
         gradcheck(objective, {"input": x}, {"input": dx}, rtol=1e-5, atol=1e-8, name=f"{name} ")
     gradcheck(objective, module.named_parameters(), module.named_gradients(), rng, k=k, rtol=1e-5, atol=1e-8,
               name=f"{name} ")
+
+
+# ------------------------------------------------------------------------ subprocesses
+
+
+def wait_for(condition, proc, what: str, timeout: float = 180):
+    """Poll `condition()` until it holds, while the subprocess `proc` (stderr piped, text) runs:
+    a run that ends first, or a timeout, fails naming `what` (with the run's last stderr)."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1][-3000:]}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

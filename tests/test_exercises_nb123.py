@@ -6,6 +6,7 @@ The checks and solutions live in notebooks/solutions/ (checks_nb0X.py, nb0X.py);
 call the same check functions, and tests/test_notebooks.py executes them with the solutions.
 """
 import contextlib
+import functools
 import io
 import re
 import unittest.mock
@@ -168,8 +169,9 @@ def unweighted(word_counts, n):
     return nb01.bpe_merges(dict.fromkeys(word_counts, 1), n)
 
 
-def _merges_keeping_hashes(word_counts, n):
-    """BPE with merged = a + b (b's '##' kept inside): 't' + '##h' -> 't##h'."""
+def _wrong_bpe(word_counts, n, keep_hashes=False, largest_tie=False):
+    """BPE with one plausible mistake: keep_hashes joins a + b with b's '##' inside ('t' + '##h' ->
+    't##h'); largest_tie breaks a tie of counts towards the largest pair instead of the smallest."""
     spelled = {w: [c if i == 0 else "##" + c for i, c in enumerate(w)] for w in word_counts}
     merges = []
     for _ in range(n):
@@ -177,44 +179,25 @@ def _merges_keeping_hashes(word_counts, n):
         for w, s in spelled.items():
             for p in zip(s, s[1:]):
                 pairs[p] = pairs.get(p, 0) + word_counts[w]
-        a, b = min(pairs, key=lambda p: (-pairs[p], p))
+        a, b = (max(pairs, key=lambda p: (pairs[p], p)) if largest_tie else
+                min(pairs, key=lambda p: (-pairs[p], p)))
+        merged = a + b if keep_hashes else a + b[2:]
         for w, s in spelled.items():
             out, i = [], 0
             while i < len(s):
                 if i + 1 < len(s) and (s[i], s[i + 1]) == (a, b):
-                    out.append(a + b); i += 2
+                    out.append(merged); i += 2
                 else:
                     out.append(s[i]); i += 1
             spelled[w] = out
-        merges.append(a + b)
-    return merges
-
-
-def _largest_tie(word_counts, n):
-    spelled = {w: [c if i == 0 else "##" + c for i, c in enumerate(w)] for w in word_counts}
-    merges = []
-    for _ in range(n):
-        pairs = {}
-        for w, s in spelled.items():
-            for p in zip(s, s[1:]):
-                pairs[p] = pairs.get(p, 0) + word_counts[w]
-        a, b = max(pairs, key=lambda p: (pairs[p], p))
-        for w, s in spelled.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == (a, b):
-                    out.append(a + b[2:]); i += 2
-                else:
-                    out.append(s[i]); i += 1
-            spelled[w] = out
-        merges.append(a + b[2:])
+        merges.append(merged)
     return merges
 
 
 @pytest.mark.parametrize("wrong, says", [(unweighted, "weight every pair"),
                                          (checks_nb01._merges_counted_once, "count them again"),
-                                         (_merges_keeping_hashes, "'##' inside"),
-                                         (_largest_tie, "ties go to the smallest")])
+                                         (functools.partial(_wrong_bpe, keep_hashes=True), "'##' inside"),
+                                         (functools.partial(_wrong_bpe, largest_tie=True), "ties go to the smallest")])
 def test_bpe_merges_check_fails_with_a_wrong_answer_and_says_why(wrong, says, data_dir):
     text = failure_text(checks_nb01.check_bpe_merges, wrong, data_dir / BOOK)
     assert says in text, text

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +26,8 @@ from minibert.flags import UsageError, from_args
 from minibert.interrupts import Interrupted
 from minibert.train import parse_args
 from minibert.trainer import Trainer, TrainArgs, TrainingError
+
+from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -70,14 +71,6 @@ def cli(out, *extra, steps=150):
 def start(out, *extra, steps=150):
     return subprocess.Popen(cli(out, *extra, steps=steps), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, proc, what, timeout=120):
-    deadline = time.time() + timeout
-    while not condition():
-        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()}"
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def logged_steps(out) -> list:

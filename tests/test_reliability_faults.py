@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from minibert import BertConfig, BertForSequenceClassification, checkpoint, runfolder
+from minibert import BertConfig, BertForSequenceClassification, runfolder
 from minibert import data as D
 from minibert import interrupts
 from minibert.checkpoint import CheckpointError
@@ -29,6 +29,8 @@ from minibert.run_checkpoints import verify_checkpoint
 from minibert.settings import ModelSettings, TaskDataSettings, TaskDistillSettings, TrainArgs
 from minibert.train import main, parse_args
 from minibert.trainer import Trainer
+
+from conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "MINIBERT_NUM_THREADS": "1"}
@@ -96,14 +98,6 @@ def exit_code_of(argv, capsys) -> tuple[int, str]:
     except SystemExit as exc:
         return exc.code, capsys.readouterr().err
     return 0, capsys.readouterr().err
-
-
-def wait_for(condition, proc, what, timeout=180):
-    deadline = time.time() + timeout
-    while not condition():
-        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()[1][-3000:]}"
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def mpiexec() -> str:
