@@ -37,6 +37,13 @@ def test_profile_step_infer_quick():
     assert "linear/matmul" in text
 
 
+def test_infer_alone_times_the_four_ways():
+    text = run("bench/infer_alone.py", "--calls", "2", "--seq", "16")
+    for way in ("minibert alone", "transformers alone", "right after a transformers call", "right after a minibert call"):
+        assert way in text
+    assert "ratio minibert / transformers: alone" in text
+
+
 def test_student_sizes():
     text = run("bench/student_sizes.py", "--repeats", "1", "--seq", "8")
     assert text.count("| ") >= 6 and "2x384 (teacher:0,5)" in text
