@@ -51,7 +51,7 @@ from .errors import CheckpointError, RunFolderError, TrainingError
 from .messages import describe_os_error, note, say
 from .textfile import read_json_object
 from .runfolder import (CHECKPOINT_OLD_PREFIX, CHECKPOINT_TMP_PREFIX, checksum_problems, fsync_folder,
-                        write_checksums)
+                        remove_folder, write_checksums)
 from .settings import RESULT_SETTINGS, TrainArgs
 
 # A checkpoint-<step>/ folder: file names unchanged since the first release, so old runs resume.
@@ -143,7 +143,7 @@ def start(out: Path, resume: str | None, overwrite: bool) -> tuple[Path, dict] |
     outputs = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
     if overwrite and (previous or outputs):
         for p in [*previous, *outputs]:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            remove_folder(p) if p.is_dir() else p.unlink(missing_ok=True)
         note(f"--overwrite-output-dir: deleted the previous run's {', '.join(p.name for p in [*previous, *outputs])} "
              f"in {out}")
     return None
@@ -337,7 +337,7 @@ def write_checkpoint(out: Path, st: TrainState, params: dict, optimizer, rngs: l
                                 f"is left; last good checkpoint: {last_good or 'none'}") from exc
         raise
     for old in list_checkpoints(out)[: -args.save_total_limit]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_folder(old)  # renamed aside first: a kill midway leaves no half checkpoint
     world.wait()
     return final
 

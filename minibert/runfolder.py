@@ -231,6 +231,22 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return found
 
 
+def remove_folder(folder: Path) -> None:
+    """Delete `folder` so that no half of it is ever left under its own name.
+
+    A kill during `shutil.rmtree` would leave, say, a checkpoint-4/ with some of its files gone
+    (and, since deleting changes a folder's time, looking like the newest). The folder is first
+    renamed to a temporary, atomically, and deleted there; a kill midway leaves only that
+    temporary, which the next start removes (remove_stale_temporaries)."""
+    aside = folder.with_name(f"{TMP_PREFIX}removed-{folder.name}.{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.replace(folder, aside)
+    except FileNotFoundError:  # already gone
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _umask() -> int:
     try:  # Linux says it without changing it
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -25,7 +25,7 @@ from minibert.errors import DataError, RunFolderError, UsageError
 from minibert.finetune import classification_step, finetune
 from minibert.flags import from_args
 from minibert.interrupts import Interrupted
-from minibert.run_checkpoints import verify_checkpoint
+from minibert.run_checkpoints import latest_checkpoint, verify_checkpoint
 from minibert.settings import ModelSettings, TaskDataSettings, TaskDistillSettings, TrainArgs
 from minibert.train import main, parse_args
 from minibert.trainer import Trainer
@@ -232,7 +232,7 @@ def test_4_kill_during_the_prediction_stage_resumes_bit_identically_with_the_tea
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate()
     assert not (cut / "prediction" / "checkpoint-40").exists()
-    extra = load_file(str(max((cut / "prediction").glob("checkpoint-*"), key=os.path.getmtime) / "extra.safetensors"))
+    extra = load_file(str(latest_checkpoint(cut / "prediction") / "extra.safetensors"))
     assert extra["rank0/keys"].shape[0] > 0  # the cache went to disk with the checkpoint
     done = subprocess.run(distill_cli(teacher, cut, *steps, "--resume", "auto"), cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=600)
@@ -240,6 +240,36 @@ def test_4_kill_during_the_prediction_stage_resumes_bit_identically_with_the_tea
     a = load_file(str(whole / "prediction" / "checkpoint-40" / "params.safetensors"))
     b = load_file(str(cut / "prediction" / "checkpoint-40" / "params.safetensors"))
     assert same(a, b)
+
+
+def test_4_a_kill_while_an_old_checkpoint_is_deleted_leaves_no_half_checkpoint(tok, sst2, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Found in CI: kill -9 landed while checkpoint-4 was being deleted to keep the newest two,
+    leaving a checkpoint-4/ without its extra.safetensors (and the newest by its time)."""
+    out = tmp_path / "run"
+
+    class Killed(BaseException):
+        pass
+
+    def rmtree_killed_midway(path, *args, **kw):
+        path = Path(path)
+        if path.is_dir() and (path / "params.safetensors").exists():
+            (path / "params.safetensors").unlink()  # one file gone, then the kill
+            raise Killed
+        return real_rmtree(path, *args, **kw)
+
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(runfolder.shutil, "rmtree", rmtree_killed_midway)
+    with pytest.raises(Killed):
+        trainer(out, tok, sst2, steps=6)[1].train()  # checkpoints 2, 4, then 6 deletes 2
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-4", "checkpoint-6"]
+    for folder in out.glob("checkpoint-*"):
+        verify_checkpoint(folder)  # whole, every one
+    _, t = trainer(out, tok, sst2, steps=6)
+    assert t.train(resume="auto").step == 6
+    assert "removed" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir() if p.name.startswith(".minibert-tmp")] == []
 
 
 # --------------------------------------------------- 5. checksum files that lie
