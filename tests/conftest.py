@@ -230,7 +230,7 @@ def check_module(module, x, rng, name, extra=(), k=12):
 # ------------------------------------------------------------------------ subprocesses
 
 
-def wait_for(condition, proc, what: str, timeout: float = 180):
+def wait_for(condition, proc, what: str, timeout: float = 300):
     """Poll `condition()` until it holds, while the subprocess `proc` (stderr piped, text) runs:
     a run that ends first, or a timeout, fails naming `what` (with the run's last stderr)."""
     deadline = time.time() + timeout

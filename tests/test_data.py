@@ -734,7 +734,7 @@ def test_public_names_resolve_from_the_package():
 
 def _run(script, *args):
     return subprocess.run([sys.executable, str(SCRIPTS / script), *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=300)
 
 
 def _load_script(name):

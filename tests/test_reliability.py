@@ -95,7 +95,7 @@ def test_a_second_run_on_a_folder_fails_at_once_and_a_dead_runs_lock_is_taken_ov
     out = tmp_path / "run"
     a = start(out, steps=100000)
     wait_for(lambda: (out / "checkpoint-10").is_dir(), a, "its first checkpoint")
-    b = subprocess.run(cli(out, "--resume", "auto"), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+    b = subprocess.run(cli(out, "--resume", "auto"), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert b.returncode == 1
     line = one_error_line(b.stderr)
     assert line.startswith("error: the output folder is in use by another run (pid ") and f"pid {a.pid} " in line
@@ -126,7 +126,7 @@ def test_sigint_and_sigterm_checkpoint_and_the_resumed_run_is_bit_identical(tmp_
         proc = start(out, *extra)
         wait_for(lambda: [s for s in logged_steps(out) if s not in done], proc, "a new log line")
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == code, err
         line = one_error_line(err)
         assert line.startswith(f"stopped: interrupted by {sig.name} at step ") and "continue with --resume auto" in line
@@ -143,13 +143,13 @@ def test_sigint_and_sigterm_checkpoint_and_the_resumed_run_is_bit_identical(tmp_
 
 def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = start(out, "--batch-size", "128", "--max-length", "64", steps=100000)  # steps long enough to land in
+    proc = start(out, "--batch-size", "512", "--max-length", "128", steps=100000)  # steps of about a second to land in
     wait_for(lambda: logged_steps(out), proc, "the first log line")
     proc.send_signal(signal.SIGINT)
     while "finishing this step" not in proc.stderr.readline():  # the first one is handled: the step goes on
-        pass
+        assert proc.poll() is None, "the run ended before it handled the first Ctrl-C"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert one_error_line(err) == ("error: interrupted, stopped at once without writing a checkpoint (those already "
                                    "written stay)")

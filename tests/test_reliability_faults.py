@@ -133,7 +133,7 @@ def test_1_sigterm_to_one_mpi_rank_stops_every_rank_at_one_step_with_a_checkpoin
     pid = rank_pid(str(out), 1)
     assert pid is not None
     os.kill(pid, signal.SIGTERM)  # a scheduler signalling one process, not mpiexec
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-3000:]
     assert "TypeError" not in err and "Traceback" not in err
     [folder] = out.glob("checkpoint-*")
@@ -514,7 +514,7 @@ def test_14_processes_started_with_different_settings_refuse_to_run(tmp_path, di
     base = finetune_cli(out)
     cmd_a, cmd_b = base + [flag, a], base + [flag, b]
     done = subprocess.run([mpiexec(), "-n", "1", *cmd_a, ":", "-n", "1", *cmd_b], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     name = flag[2:].replace("-", "_")
     assert "started with different settings" in done.stderr and name in done.stderr, done.stderr[-3000:]
@@ -550,14 +550,17 @@ def test_15_predict_on_a_header_only_file_is_an_error(tok, tmp_path, capsys):
 
 def test_15_a_double_sigterm_exits_143(tmp_path):
     out = tmp_path / "run"
-    slow = ["--max-length", "128", "--batch-size", "128"]  # steps of a good fraction of a second
+    # steps of about a second, so the second signal lands in the step the first one let finish
+    slow = ["--max-length", "128", "--batch-size", "512", "--max-train-examples", "2000"]
     proc = subprocess.Popen(finetune_cli(out, *slow, steps=100000), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "checkpoint-4").is_dir(), proc, "a checkpoint")
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)  # the first one handled, the step still running
-    proc.send_signal(signal.SIGTERM)  # (two at once would reach Python's handler as one)
-    _, err = proc.communicate(timeout=120)
+    # the second only once the first is handled: two pending at once reach Python's handler as one
+    while "finishing this step" not in proc.stderr.readline():
+        assert proc.poll() is None, "the run ended before it handled the first SIGTERM"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-2000:]
     assert "stopped at once without writing a checkpoint" in err
 

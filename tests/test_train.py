@@ -38,7 +38,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(_cli(tmp_path / "full"), check=True, env=env, capture_output=True, cwd=REPO)
     proc = subprocess.Popen(_cli(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while not (tmp_path / "killed" / "checkpoint-20").is_dir():
         assert proc.poll() is None and time.time() < deadline, "run ended before its second checkpoint"
         time.sleep(0.02)
