@@ -58,7 +58,7 @@ def test_the_regime_hides_the_unlabelled_rows_labels_and_depends_on_the_seed():
 def test_quick_study_end_to_end(data_dir, tmp_path):
     out = tmp_path / "study"
     cmd = [sys.executable, "bench/distill_study.py", "--quick", "--methods", "finetune,kd,tinybert", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     arms = {(r["method"], r["steps"], r["seed"]) for r in runs}
@@ -73,6 +73,6 @@ def test_quick_study_end_to_end(data_dir, tmp_path):
     assert sorted(p.name for p in (out / "teachers").iterdir()) == ["seed1", "seed2"]
     assert not (out / "scratch").exists()
     # a second invocation finds every run done: nothing retrained, the report rewritten
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0 and "seed 1 kd" not in again.stderr
     assert len((out / "runs.jsonl").read_text().splitlines()) == len(runs)
