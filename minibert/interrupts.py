@@ -29,7 +29,8 @@ number (130 for SIGINT, 143 for SIGTERM).
 
 Several processes: a signal may reach one rank only (a scheduler signalling a pid). The
 trainer shares it at every step with one collective (`distributed.World.first_signal`), and
-every process then holds the same `signum`, so all of them stop at the same step.
+every process then holds the same `signum`, so all of them stop at the same step (a signal
+handled while that collective is under way is carried by the next one).
 
 Handlers can only be installed from the main thread; elsewhere (a training run in a worker
 thread) `StopSignals` changes nothing and signals keep their usual effect. The training loop

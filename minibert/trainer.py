@@ -227,9 +227,16 @@ class Trainer:
         return path
 
     def _stop_signal(self, stop: StopSignals) -> int | None:
-        """The command's stop signal, shared by every process (one collective): the same answer everywhere."""
-        stop.signum = self.world.first_signal(stop.signum)
-        return stop.signum
+        """The command's stop signal, shared by every process (one collective): the same answer everywhere.
+
+        A signal whose handler runs while the collective is under way (a rank waiting for the
+        others spends most of its time there) is not in the answer: it stays in `stop.signum`
+        for the next collective. Assigning the answer over it would lose it, and the run would
+        never stop; stopping on it now would leave the other processes a collective behind."""
+        shared = self.world.first_signal(stop.signum)
+        if shared is not None:
+            stop.signum = shared
+        return shared
 
     def _due_evaluation(self) -> bool:
         """An evaluation belongs at this step (every eval_steps, and the last) and is not in the history yet:

@@ -141,6 +141,30 @@ def test_1_sigterm_to_one_mpi_rank_stops_every_rank_at_one_step_with_a_checkpoin
     assert f"interrupted by SIGTERM at step {state['step']}" in err and state["world_size"] == 2
 
 
+def test_1_a_signal_handled_during_the_step_collective_stops_the_run_at_the_next_step(tok, sst2, tmp_path,
+                                                                                   monkeypatch):
+    """Found by a stress run: SIGTERM to rank 1 under load was lost, and the run never stopped. The
+    handler ran while rank 1 waited in the collective that shares the stop signal, and the
+    collective's answer (no signal yet) was assigned over the one the handler had just set."""
+    out = tmp_path / "run"
+    _, t = trainer(out, tok, sst2, steps=8)
+    collectives, landed = [], []
+
+    def signalled_during_the_collective(signum):
+        collectives.append(signum)
+        if t.state.step == 2 and not landed:  # after step 2: the signal lands while the answers are gathered
+            landed.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before this returns
+        return signum  # the answer gathered before it: no signal
+
+    monkeypatch.setattr(t.world, "first_signal", signalled_during_the_collective)
+    with pytest.raises(Interrupted) as info:
+        t.train()
+    assert info.value.exit_code == 143 and info.value.step == 3  # the next step's collective carries it
+    assert collectives[-2:] == [None, signal.SIGTERM]
+    verify_checkpoint(out / "checkpoint-3")
+
+
 # ------------------------------------- 2. a stop request lives for the whole command
 
 
