@@ -363,7 +363,10 @@ def test_two_processes_end_with_one_process_weights_within_float32_rounding(drop
             continue
         worst = max(worst, float(np.abs(two[name] - w).max() / scale))
     print(f"\nworst relative difference, 1 vs 2 processes, after 9 steps of 2 micro-batches: {worst:.2e}")
-    assert 0 < worst < 1e-4  # not identical (other sums), but float32 rounding
+    # float32 rounding (the sums run in another order; whether any bit differs depends on the CPU)
+    assert worst < 1e-4
+    assert {r["world_size"] for r in records(dropout_off / "n2") if "loss" in r} == {2}  # not a run against itself
+    assert {r["world_size"] for r in records(dropout_off / "n1") if "loss" in r} == {1}
     losses = [(a["loss"], b["loss"]) for a, b in zip(records(dropout_off / "n1"), records(dropout_off / "n2"))
               if "loss" in a]
     assert len(losses) == 5 and all(abs(a - b) <= 1e-5 * abs(a) for a, b in losses), losses
