@@ -52,7 +52,8 @@ LOCK_NAME = ".minibert.lock"
 CHECKSUMS_NAME = "checksums.sha256"
 # Every temporary minibert writes starts with TMP_PREFIX, a prefix no user's file would have: a
 # file's `.minibert-tmp-<name>.<pid>`, a folder's `.minibert-tmp-<name>.<8 mkdtemp characters>`,
-# a checkpoint's `.minibert-tmp-checkpoint-<step>-<pid>`. Only those are ever removed as stale
+# a checkpoint's `.minibert-tmp-checkpoint-<step>-<pid>`, a folder being deleted
+# `.minibert-tmp-removed-<name>.<pid>` (remove_folder). Only those are ever removed as stale
 # (and `.tmp-checkpoint-<step>-<pid>`, the checkpoint temporaries of earlier versions).
 TMP_PREFIX = ".minibert-tmp-"
 CHECKPOINT_TMP_PREFIX = TMP_PREFIX + "checkpoint-"  # run_checkpoints.py's .minibert-tmp-checkpoint-<step>-<pid>
