@@ -154,12 +154,6 @@ class World:
         every = self.comm.allgather([float(v) for v in values])  # size x len(values)
         return [sum(column) for column in zip(*every)]
 
-    def any(self, flag: bool) -> bool:
-        """True on every process if it is True on one."""
-        if self.size == 1:
-            return flag
-        return any(self.comm.allgather(bool(flag)))
-
     def first_signal(self, signum: int | None) -> int | None:
         """The stop signal of the lowest rank that received one, on every process (None: none did).
 
